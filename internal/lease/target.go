@@ -1,0 +1,20 @@
+package lease
+
+// Target is a provider-neutral SSH endpoint for one lease.
+type Target struct {
+	User string
+	// Host is the host alias given to ssh; with a ProxyCommand it only keys
+	// known_hosts and the control path.
+	Host string
+	Port int
+	// ProxyCommand is the full, already quoted ProxyCommand string (empty
+	// for direct connections).
+	ProxyCommand string
+	// KnownHostsFile is the per-target known_hosts file.
+	KnownHostsFile string
+	// ReadyCheck is a remote shell command that succeeds when the target can
+	// take a sync and a command.
+	ReadyCheck string
+	// WorkRoot is the remote base directory for work dirs.
+	WorkRoot string
+}
