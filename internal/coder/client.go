@@ -1,0 +1,337 @@
+package coder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crabbox-dev/crabbox/internal/execx"
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
+)
+
+// Default time limits for Coder CLI calls.
+const (
+	DefaultTimeout   = 60 * time.Second // captured calls: version, whoami, list
+	DefaultOpTimeout = 15 * time.Minute // create, start, stop, delete
+	DefaultCLI       = "coder"
+
+	// maxErrOutput caps how much CLI output an error message carries (the
+	// tail is kept: that is where the CLI says what went wrong).
+	maxErrOutput = 4096
+)
+
+// Client runs the local Coder CLI. It never puts a token on argv and
+// passes the environment through untouched (CODER_URL, CODER_SESSION_TOKEN
+// and the CLI's config dir keep working as the user set them).
+type Client struct {
+	Runner execx.Runner
+	CLI    string // path or name of the coder binary; "" means "coder"
+	// Stdout and Stderr receive streamed operations. Create, start, stop and
+	// delete write both of the CLI's streams to Stderr, because crabbox
+	// keeps its stdout for primary results; no current operation writes to
+	// Stdout. A nil Stderr means the output is only captured.
+	Stdout, Stderr io.Writer
+	Timeout        time.Duration // per captured call; 0 means DefaultTimeout
+	OpTimeout      time.Duration // create/start/stop/delete; 0 means DefaultOpTimeout
+
+	mu       sync.Mutex
+	whoami   *WhoAmI
+	whoamiEr error
+	asked    bool
+}
+
+// CLIError is a failed Coder CLI call. It is returned wrapped in an
+// *exitcode.Error carrying the CLI's exit code.
+type CLIError struct {
+	Msg    string // e.g. "coder list -o json failed"
+	Code   int    // the CLI's exit code (-1 when it did not exit normally)
+	Output string // combined output, trimmed (may be a tail)
+	Err    error  // the runner's error
+}
+
+func (e *CLIError) Error() string {
+	detail := e.Output
+	if detail == "" && e.Err != nil {
+		detail = e.Err.Error()
+	}
+	if detail == "" {
+		return e.Msg
+	}
+	return e.Msg + ": " + detail
+}
+
+func (e *CLIError) Unwrap() error { return e.Err }
+
+func (c *Client) cli() string {
+	if s := strings.TrimSpace(c.CLI); s != "" {
+		return c.CLI
+	}
+	return DefaultCLI
+}
+
+func (c *Client) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return DefaultTimeout
+}
+
+func (c *Client) opTimeout() time.Duration {
+	if c.OpTimeout > 0 {
+		return c.OpTimeout
+	}
+	return DefaultOpTimeout
+}
+
+// capture runs a quick CLI call and returns its stdout. On failure the
+// error reads "<msg>: <output>" and carries the CLI's exit code.
+func (c *Client) capture(ctx context.Context, msg string, args ...string) ([]byte, error) {
+	res, err := c.Runner.Run(ctx, execx.Cmd{Name: c.cli(), Args: args, Timeout: c.timeout()})
+	if err != nil {
+		return nil, cliError(msg, res, err)
+	}
+	return res.Stdout, nil
+}
+
+// stream runs a slow, user-visible CLI operation with both streams going to
+// c.Stderr.
+func (c *Client) stream(ctx context.Context, msg string, args ...string) error {
+	cmd := execx.Cmd{Name: c.cli(), Args: args, Timeout: c.opTimeout()}
+	if c.Stderr != nil {
+		w := &lockedWriter{w: c.Stderr}
+		cmd.Stdout, cmd.Stderr = w, w
+	}
+	res, err := c.Runner.Run(ctx, cmd)
+	if err != nil {
+		return cliError(msg, res, err)
+	}
+	return nil
+}
+
+func cliError(msg string, res execx.Result, err error) error {
+	e := &CLIError{Msg: msg, Code: res.ExitCode, Output: res.Combined(), Err: err}
+	var ee *execx.ExitError
+	if errors.As(err, &ee) {
+		e.Code = ee.Code
+		if e.Output == "" {
+			e.Output = strings.TrimSpace(ee.Output)
+		}
+	}
+	var te *execx.TimeoutError
+	if errors.As(err, &te) {
+		// The partial output rarely explains a timeout; say what happened.
+		e.Output = strings.TrimSpace(te.Error() + "\n" + e.Output)
+	}
+	e.Output = tail(e.Output, maxErrOutput)
+	code := exitcode.Failure
+	if ee != nil && ee.Code > 0 && ee.Code < 256 {
+		code = ee.Code
+	}
+	return exitcode.New(code, e)
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[len(s)-n:]
+	if i := strings.IndexByte(s, '\n'); i >= 0 && i < len(s)-1 {
+		s = s[i+1:]
+	}
+	return "…" + s
+}
+
+// Version runs `coder version` and returns its first output line.
+func (c *Client) Version(ctx context.Context) (string, error) {
+	out, err := c.capture(ctx, "coder version failed", "version")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			return line, nil
+		}
+	}
+	return "", nil
+}
+
+// WhoAmI runs `coder whoami -o json` at most once per Client; later calls
+// return the first answer (error included). A call cut short by its
+// context is not remembered.
+func (c *Client) WhoAmI(ctx context.Context) (WhoAmI, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.asked {
+		if c.whoamiEr != nil {
+			return WhoAmI{}, c.whoamiEr
+		}
+		return *c.whoami, nil
+	}
+	out, err := c.capture(ctx, "coder whoami -o json failed", "whoami", "-o", "json")
+	var w WhoAmI
+	if err == nil {
+		w, err = ParseWhoAmI(out)
+	}
+	if ctx.Err() != nil && err != nil {
+		return WhoAmI{}, err
+	}
+	c.asked = true
+	if err != nil {
+		c.whoamiEr = err
+		return WhoAmI{}, err
+	}
+	c.whoami = &w
+	return w, nil
+}
+
+// ListArgs is the argv of an inventory listing.
+func ListArgs(all bool) []string {
+	if all {
+		return []string{"list", "--all", "-o", "json"}
+	}
+	return []string{"list", "-o", "json"}
+}
+
+// List runs `coder list [--all] -o json` and parses it. A CLI failure reads
+// "coder list -o json failed: <output>" with the CLI's exit code; output
+// that is not JSON is exit 5.
+func (c *Client) List(ctx context.Context, all bool) ([]Workspace, error) {
+	args := ListArgs(all)
+	out, err := c.capture(ctx, "coder "+strings.Join(args, " ")+" failed", args...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseList(out)
+}
+
+// CreateOptions are the template choices for `coder create`.
+type CreateOptions struct {
+	Template             string
+	Preset               string
+	NoWait               bool // coder.wait=no: return before the build finishes
+	UseParameterDefaults bool
+	Parameters           []string // name=value, each its own --parameter
+	RichParameterFile    string
+}
+
+// CreateArgs is the exact argv of `coder create` (spec §9.2):
+//
+//	create --yes --template T [--preset P] [--no-wait] [--use-parameter-defaults]
+//	       [--parameter k=v]... [--rich-parameter-file F] <name>
+//
+// Values are trimmed and blank ones dropped. It never passes --wait.
+func CreateArgs(name string, o CreateOptions) []string {
+	args := []string{"create", "--yes", "--template", strings.TrimSpace(o.Template)}
+	if p := strings.TrimSpace(o.Preset); p != "" {
+		args = append(args, "--preset", p)
+	}
+	if o.NoWait {
+		args = append(args, "--no-wait")
+	}
+	if o.UseParameterDefaults {
+		args = append(args, "--use-parameter-defaults")
+	}
+	for _, p := range o.Parameters {
+		if p = strings.TrimSpace(p); p != "" {
+			args = append(args, "--parameter", p)
+		}
+	}
+	if f := strings.TrimSpace(o.RichParameterFile); f != "" {
+		args = append(args, "--rich-parameter-file", f)
+	}
+	return append(args, name)
+}
+
+// Create runs `coder create`, streaming its output to c.Stderr.
+func (c *Client) Create(ctx context.Context, name string, o CreateOptions) error {
+	if strings.TrimSpace(o.Template) == "" {
+		return exitcode.Errorf(exitcode.Usage, "provider=coder requires --coder-template or coder.template to create a workspace")
+	}
+	if err := checkName(name); err != nil {
+		return err
+	}
+	return c.stream(ctx, "coder create workspace "+name+" failed", CreateArgs(name, o)...)
+}
+
+// Start runs `coder start --yes <ref>`, streamed to c.Stderr.
+func (c *Client) Start(ctx context.Context, ref string) error { return c.lifecycle(ctx, "start", ref) }
+
+// Stop runs `coder stop --yes <ref>`, streamed to c.Stderr.
+func (c *Client) Stop(ctx context.Context, ref string) error { return c.lifecycle(ctx, "stop", ref) }
+
+// Delete runs `coder delete --yes <ref>`, streamed to c.Stderr.
+func (c *Client) Delete(ctx context.Context, ref string) error {
+	return c.lifecycle(ctx, "delete", ref)
+}
+
+func (c *Client) lifecycle(ctx context.Context, verb, ref string) error {
+	if err := checkRef(ref); err != nil {
+		return fmt.Errorf("coder %s: %w", verb, err)
+	}
+	return c.stream(ctx, "coder "+verb+" workspace "+ref+" failed", verb, "--yes", ref)
+}
+
+// checkRef refuses refs the CLI would misread (empty, or parsed as a flag).
+func checkRef(ref string) error {
+	if strings.TrimSpace(ref) == "" {
+		return exitcode.Errorf(exitcode.Usage, "a workspace name is required")
+	}
+	if strings.HasPrefix(ref, "-") || strings.ContainsAny(ref, " \t\r\n") {
+		return exitcode.Errorf(exitcode.Usage, "invalid coder workspace reference %q", ref)
+	}
+	return nil
+}
+
+var notFoundNeedles = []string{"not found", "does not exist", "no such workspace", "unknown workspace"}
+
+// IsNotFound reports whether err says the workspace is gone.
+func IsNotFound(err error) bool {
+	if err == nil {
+		return false
+	}
+	return containsAny(err.Error(), notFoundNeedles)
+}
+
+// Auth check classifications (doctor).
+const (
+	AuthMissingLogin = "missing_login"
+	AuthFailed       = "auth_failed"
+)
+
+var missingLoginNeedles = []string{"not logged in", "not authenticated", "no active session", "login required", "please log in"}
+
+// ClassifyAuth classifies failed `coder whoami` output: "missing_login"
+// when the CLI says nobody is logged in, else "auth_failed" (a server or
+// network failure must never read as a missing login).
+func ClassifyAuth(output string) string {
+	if containsAny(output, missingLoginNeedles) {
+		return AuthMissingLogin
+	}
+	return AuthFailed
+}
+
+func containsAny(s string, needles []string) bool {
+	s = strings.ToLower(s)
+	for _, n := range needles {
+		if strings.Contains(s, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// lockedWriter serializes writes from the two stream copiers.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

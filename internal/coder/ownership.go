@@ -1,0 +1,45 @@
+package coder
+
+import "strings"
+
+// Owned decides whether an inventory row belongs to Crabbox (spec §9.5)
+// and returns its lease ID and slug:
+//
+//  1. legacy crabbox_lease_id / crabbox_slug labels → owned; lease from
+//     crabbox_lease_id, else lease, else synthetic; slug from crabbox_slug,
+//     else slug;
+//  2. generic lease / slug labels, only with a Crabbox marker
+//     (crabbox=true or created_by=crabbox) → owned;
+//  3. the marker alone → owned, synthetic lease ID, no slug;
+//  4. the name starts with the workspace prefix → owned, slug = the rest of
+//     the name, synthetic lease ID;
+//  5. otherwise not owned (provider=coder or slug labels alone never own).
+//
+// The synthetic lease ID is "cbx_" + 12 hex of SHA-1("coder:"+w.Ref()).
+// Slugs are returned normalized.
+func Owned(w Workspace, prefix string) (owned bool, leaseID, slug string) {
+	label := func(k string) string { return strings.TrimSpace(w.Labels[k]) }
+	orSynthetic := func(id string) string {
+		if id != "" {
+			return id
+		}
+		return syntheticLeaseID(w.Ref())
+	}
+
+	if legacyID, legacySlug := label("crabbox_lease_id"), label("crabbox_slug"); legacyID != "" || legacySlug != "" {
+		return true, orSynthetic(first(legacyID, label("lease"))), normalizeSlug(first(legacySlug, label("slug")))
+	}
+	marker := strings.EqualFold(label("crabbox"), "true") || strings.EqualFold(label("created_by"), "crabbox")
+	if marker {
+		return true, orSynthetic(label("lease")), normalizeSlug(label("slug"))
+	}
+	p, err := cleanPrefix(prefix)
+	if err != nil || p == "" {
+		return false, "", ""
+	}
+	name := strings.ToLower(strings.TrimSpace(w.Name))
+	if rest, ok := strings.CutPrefix(name, p); ok && rest != "" {
+		return true, syntheticLeaseID(w.Ref()), normalizeSlug(rest)
+	}
+	return false, "", ""
+}
