@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/crabbox-dev/crabbox/internal/claims"
+	"github.com/crabbox-dev/crabbox/internal/coder"
+	"github.com/crabbox-dev/crabbox/internal/config"
+	"github.com/crabbox-dev/crabbox/internal/iostreams"
+	"github.com/crabbox-dev/crabbox/internal/sshx"
+)
+
+// Readiness budget for a workspace to answer over SSH (spec §7.4).
+const readyTimeout = 20 * time.Minute
+
+// leaseCtx is what a lease-addressing command works with: the config, the
+// Coder provider, and the process's SSH tunnels (one per workspace, D7).
+type leaseCtx struct {
+	f        *Factory
+	cfg      *config.Config
+	provider *coder.Provider
+	repoRoot string
+
+	mu       sync.Mutex
+	sessions map[string]*sshx.Session
+	progress *iostreams.Progress
+}
+
+// openLease loads config, checks the provider, and builds the Coder
+// provider. Callers must defer lc.close().
+func (f *Factory) openLease(cmd *cobra.Command) (*leaseCtx, error) {
+	return f.openLeaseOpt(cmd, false)
+}
+
+// openLeaseOpt is openLease; with assumeCoder an unselected provider means
+// coder (doctor checks the one provider there is).
+func (f *Factory) openLeaseOpt(cmd *cobra.Command, assumeCoder bool) (*leaseCtx, error) {
+	cfg, err := f.loadConfig(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Provider == "" && assumeCoder {
+		cfg.Provider = "coder"
+	}
+	switch cfg.Provider {
+	case "coder":
+	case "":
+		return nil, usageErr("no provider selected; pass --provider coder, set CRABBOX_PROVIDER=coder, or put `provider: coder` in crabbox.yaml")
+	default:
+		return nil, usageErr("provider=%s is not supported by this command yet; use --provider coder", cfg.Provider)
+	}
+	lc := &leaseCtx{f: f, cfg: cfg, sessions: map[string]*sshx.Session{}}
+	lc.repoRoot = f.repoRoot(cmd.Context())
+	if lc.repoRoot == "" {
+		// Outside a git repo the claim binds to the working directory.
+		if wd, err := f.Getwd(); err == nil {
+			lc.repoRoot = wd
+		}
+	}
+	client := &coder.Client{Runner: f.Runner, CLI: cfg.Coder.CLIPath}
+	if !f.IO.IsStderrTTY() {
+		// Stream coder's own output as plain lines; on a terminal it is
+		// captured so the live progress line stays readable (failures
+		// carry the output).
+		client.Stderr = f.IO.ErrOut
+	}
+	lc.provider = &coder.Provider{
+		Client: client,
+		Claims: claims.New(config.StateDir(f.Env)),
+		Settings: coder.Settings{
+			CLI:                  cfg.Coder.CLIPath,
+			Template:             cfg.Coder.Template,
+			Preset:               cfg.Coder.Preset,
+			Prefix:               cfg.Coder.WorkspacePrefix,
+			WorkRoot:             cfg.Coder.WorkRoot,
+			Wait:                 cfg.Coder.Wait,
+			UseParameterDefaults: cfg.Coder.UseParameterDefaults,
+			Parameters:           cfg.Coder.Parameters,
+			RichParameterFile:    cfg.Coder.RichParameterFile,
+			DeleteOnRelease:      cfg.Coder.DeleteOnRelease,
+			IdleTimeout:          cfg.IdleTimeout,
+			TTL:                  cfg.TTL,
+		},
+		ConfigDir: config.ConfigDir(f.Env),
+		Now:       f.Now,
+		Events:    lc.event,
+	}
+	return lc, nil
+}
+
+// event renders provider events on stderr.
+func (lc *leaseCtx) event(e coder.Event) {
+	io := lc.f.IO
+	switch e.Kind {
+	case coder.EventProvisioning:
+		l := e.Lease
+		fmt.Fprintf(io.ErrOut, "provisioning provider=coder lease=%s slug=%s workspace=%s template=%s keep=%t\n",
+			l.ID, dash(l.Slug), l.Workspace, lc.cfg.Coder.Template, l.Keep)
+		lc.startProgress("creating workspace " + l.Workspace)
+	case coder.EventStarting:
+		fmt.Fprintf(io.ErrOut, "starting coder workspace %s (lease=%s)\n", e.Lease.Ref, e.Lease.ID)
+		lc.startProgress("starting workspace " + e.Lease.Workspace)
+	case coder.EventRollback:
+		lc.endProgress(fmt.Errorf("failed"))
+		fmt.Fprintln(io.ErrOut, e.Message)
+	case coder.EventWarning:
+		fmt.Fprintf(io.ErrOut, "warning: %s\n", e.Message)
+	}
+}
+
+func (lc *leaseCtx) startProgress(label string) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.progress != nil {
+		lc.progress.Done(nil)
+	}
+	lc.progress = lc.f.IO.StartProgress(label)
+}
+
+func (lc *leaseCtx) endProgress(err error) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.progress != nil {
+		lc.progress.Done(err)
+		lc.progress = nil
+	}
+}
+
+// session returns the process's one SSH tunnel to l's workspace (D7).
+func (lc *leaseCtx) session(l *coder.Lease) (*sshx.Session, error) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	key := l.Target.Host + "\x00" + l.Target.KnownHostsFile
+	if s, ok := lc.sessions[key]; ok {
+		return s, nil
+	}
+	if err := sshx.EnsureKnownHostsDir(l.Target); err != nil {
+		return nil, err
+	}
+	s := sshx.NewSession(lc.f.Runner, l.Target, sshx.SessionOptions{})
+	lc.sessions[key] = s
+	return s, nil
+}
+
+// ready is the coder.ReadyFunc: wait until the workspace answers the ready
+// check over the process's tunnel, showing what is awaited.
+func (lc *leaseCtx) ready(ctx context.Context, l *coder.Lease) error {
+	lc.endProgress(nil)
+	s, err := lc.session(l)
+	if err != nil {
+		return err
+	}
+	lc.startProgress("waiting for SSH on " + l.Workspace)
+	err = s.WaitReady(ctx, readyTimeout, func(elapsed time.Duration, lastErr error) {
+		lc.mu.Lock()
+		defer lc.mu.Unlock()
+		if lc.progress != nil && lastErr != nil {
+			lc.progress.Update("agent not answering yet: " + firstLine(lastErr.Error()))
+		}
+	})
+	lc.endProgress(err)
+	return err
+}
+
+// probe runs one bounded ready check (status/inspect).
+func (lc *leaseCtx) probe(ctx context.Context, l *coder.Lease, timeout time.Duration) bool {
+	s, err := lc.session(l)
+	if err != nil {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	code, err := s.Run(pctx, l.Target.ReadyCheck, nil, nil, nil)
+	return err == nil && code == 0
+}
+
+// close tears down every tunnel the process opened.
+func (lc *leaseCtx) close() {
+	lc.endProgress(nil)
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	for _, s := range lc.sessions {
+		if err := s.Close(); err != nil {
+			fmt.Fprintf(lc.f.IO.ErrOut, "warning: closing ssh tunnel: %v\n", err)
+		}
+	}
+	lc.sessions = map[string]*sshx.Session{}
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// leaseIdent returns the lease named by --id or the one positional arg.
+func leaseIdent(id string, args []string) (string, error) {
+	switch {
+	case id != "" && len(args) > 0:
+		return "", usageErr("give the lease either as --id or as an argument, not both")
+	case len(args) > 1:
+		return "", usageErr("expected one lease (id, slug, workspace or owner/workspace), got %d", len(args))
+	case len(args) == 1:
+		return args[0], nil
+	case id != "":
+		return id, nil
+	}
+	return "", usageErr("which lease? pass a lease ID, slug, workspace name or owner/workspace (as --id or an argument); `crabbox list` shows them")
+}
+

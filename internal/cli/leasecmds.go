@@ -1,0 +1,195 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/crabbox-dev/crabbox/internal/coder"
+	"github.com/crabbox-dev/crabbox/internal/sshx"
+)
+
+func newListCmd(f *Factory) *cobra.Command {
+	var asJSON, all bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List crabbox's Coder workspaces (read-only)",
+		Long: `List the Coder workspaces crabbox owns or has claimed. --all also lists the
+other workspaces Coder shows you. Read-only.
+
+Human rows: <owner/name> <name> <state> <template> lease=<id> slug=<slug> keep=<bool> claimed=<bool> target=linux
+--json: an array of normalized lease objects (the same shape as status --json).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lc, err := f.openLease(cmd)
+			if err != nil {
+				return err
+			}
+			defer lc.close()
+			leases, err := lc.provider.List(cmd.Context(), all)
+			if err != nil {
+				return err
+			}
+			views := []leaseView{}
+			now := f.Now()
+			for _, l := range leases {
+				views = append(views, newLeaseView(l, false, now))
+			}
+			if asJSON {
+				return writeJSON(f.IO.Out, views)
+			}
+			if len(views) == 0 {
+				fmt.Fprintln(f.IO.ErrOut, "no crabbox workspaces (crabbox list --all shows every workspace)")
+			}
+			for _, v := range views {
+				fmt.Fprintf(f.IO.Out, "%s %s %s %s lease=%s slug=%s keep=%t claimed=%t target=linux\n",
+					v.WorkspaceRef, v.Workspace, v.State, dash(v.ServerType), v.ID, dash(v.Slug), v.Keep, v.Claimed)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "Print JSON")
+	cmd.Flags().BoolVar(&all, "all", false, "Also list workspaces crabbox does not own")
+	addConfigFlags(cmd)
+	return cmd
+}
+
+func newSSHCmd(f *Factory) *cobra.Command {
+	var id string
+	var reclaim bool
+	cmd := &cobra.Command{
+		Use:   "ssh [LEASE]",
+		Short: "Print a ready-to-paste ssh command for a lease (starts it if stopped)",
+		Long: `Resolve a lease, make it ready (start a stopped workspace and wait for SSH),
+claim it for this repository, and print one fully quoted 'ssh ...' command line
+on stdout. Nothing is executed: paste the line into a shell, or run
+  eval "$(crabbox ssh LEASE)"
+
+A workspace crabbox did not create is adopted: it gets a claim, so
+'crabbox stop' may later stop it.
+
+EXIT STATUS
+  0  printed
+  2  usage error or claim conflict (use --reclaim)
+  5  not found, ambiguous or timed out waiting`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ident, err := leaseIdent(id, args)
+			if err != nil {
+				return err
+			}
+			lc, err := f.openLease(cmd)
+			if err != nil {
+				return err
+			}
+			defer lc.close()
+			l, err := lc.provider.Resolve(cmd.Context(), coder.ResolveRequest{
+				Ident: ident, Mode: coder.Prepare, RepoRoot: lc.repoRoot, Reclaim: reclaim, Ready: lc.ready,
+			})
+			lc.endProgress(err)
+			if err != nil {
+				return err
+			}
+			if err := sshx.EnsureKnownHostsDir(l.Target); err != nil {
+				return err
+			}
+			fmt.Fprintln(f.IO.Out, sshx.PasteLine(l.Target))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&id, "id", "", "Lease ID, slug, workspace name or owner/workspace")
+	cmd.Flags().BoolVar(&reclaim, "reclaim", false, "Take over a claim bound to another repository")
+	addConfigFlags(cmd)
+	return cmd
+}
+
+func newStopCmd(f *Factory) *cobra.Command {
+	var id string
+	cmd := &cobra.Command{
+		Use:     "stop [LEASE]",
+		Aliases: []string{"release"},
+		Short:   "Release a lease: stop its workspace (or delete it) and drop the claim",
+		Long: `Stop the lease's Coder workspace (or delete it with --coder-delete-on-release)
+and remove the local claim. Only a workspace with an exact local claim is
+touched: crabbox refuses (exit 2, nothing changed) to stop a workspace it did
+not create or adopt. A workspace Coder no longer knows counts as released.
+
+EXIT STATUS
+  0  released
+  2  usage error, or refused: no exact claim
+  5  not found or ambiguous
+  other: the coder CLI's own exit code when 'coder stop/delete' fails`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ident, err := leaseIdent(id, args)
+			if err != nil {
+				return err
+			}
+			lc, err := f.openLease(cmd)
+			if err != nil {
+				return err
+			}
+			defer lc.close()
+			l, err := lc.provider.Resolve(cmd.Context(), coder.ResolveRequest{Ident: ident, Mode: coder.ReleaseOnly})
+			if err != nil {
+				return err
+			}
+			res, err := lc.provider.Release(cmd.Context(), l)
+			if err != nil {
+				return err
+			}
+			verb := "stopped"
+			if res.Action == coder.ActionDelete {
+				verb = "deleted"
+			}
+			msg := fmt.Sprintf("%s coder workspace lease=%s workspace=%s", verb, l.ID, l.Workspace)
+			if res.Skipped != "" {
+				msg = fmt.Sprintf("released lease=%s workspace=%s (%s; claim removed)", l.ID, l.Workspace, res.Skipped)
+			}
+			fmt.Fprintln(f.IO.ErrOut, msg)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&id, "id", "", "Lease ID, slug, workspace name or owner/workspace")
+	addConfigFlags(cmd)
+	return cmd
+}
+
+func newCleanupCmd(f *Factory) *cobra.Command {
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "cleanup",
+		Short: "Stop or delete workspaces whose local claim expired (--dry-run to preview)",
+		Long: `Sweep crabbox's Coder workspaces. A workspace is stopped (or deleted, per the
+action recorded when it was claimed) only when its local claim expired: not
+used for idle-timeout + 12h and not kept. Unclaimed workspaces are never
+touched. --dry-run prints the same decisions and changes nothing.
+
+stdout: coder cleanup <stop|delete> workspace=<name> lease=<id> reason=claim expired dry_run=<bool>
+stderr: skip coder workspace=<name> reason=<reason>`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lc, err := f.openLease(cmd)
+			if err != nil {
+				return err
+			}
+			defer lc.close()
+			decisions, err := lc.provider.Cleanup(cmd.Context(), dryRun)
+			for _, d := range decisions {
+				if d.Action == "" {
+					fmt.Fprintf(f.IO.ErrOut, "skip coder workspace=%s reason=%s\n", d.Workspace, d.Reason)
+					continue
+				}
+				if !dryRun && !d.Done {
+					continue
+				}
+				fmt.Fprintf(f.IO.Out, "coder cleanup %s workspace=%s lease=%s reason=%s dry_run=%t\n", d.Action, d.Workspace, dash(d.LeaseID), d.Reason, dryRun)
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "Print the decisions; change nothing")
+	addConfigFlags(cmd)
+	return cmd
+}
+

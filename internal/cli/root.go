@@ -1,0 +1,136 @@
+// Package cli holds crabbox's command tree: flags to options, one call into
+// a package that does the work, and rendering. It maps errors to exit codes
+// in one place (Main).
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/crabbox-dev/crabbox/internal/execx"
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/iostreams"
+)
+
+// Version is set at build time with -ldflags "-X .../internal/cli.Version=...".
+var Version = "dev"
+
+// Factory carries everything a command needs from the outside world.
+type Factory struct {
+	IO     *iostreams.IOStreams
+	Env    func(string) (string, bool)
+	Runner execx.Runner
+	Now    func() time.Time
+	Getwd  func() (string, error)
+}
+
+// SystemFactory wires the real process environment.
+func SystemFactory(ios *iostreams.IOStreams) *Factory {
+	return &Factory{IO: ios, Env: os.LookupEnv, Runner: execx.OS{}, Now: time.Now, Getwd: os.Getwd}
+}
+
+// Main runs crabbox with args and returns the process exit code.
+func Main(ctx context.Context, args []string, f *Factory) int {
+	root := NewRootCmd(f)
+	root.SetArgs(args)
+	root.SetOut(f.IO.Out)
+	root.SetErr(f.IO.ErrOut)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitcode.OK
+	}
+	code := exitcode.Code(err)
+	var ee *exitcode.Error
+	if !(errors.As(err, &ee) && ee.Err == nil) {
+		fmt.Fprintf(f.IO.ErrOut, "crabbox: %s\n", err)
+	}
+	return code
+}
+
+// NewRootCmd builds the command tree.
+func NewRootCmd(f *Factory) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "crabbox",
+		Short: "Run your repository's command on a remote Coder workspace",
+		Long: `crabbox leases a Coder workspace, syncs your dirty git working tree to it,
+runs a command there with live output, records the run, and releases the
+workspace.
+
+Primary results go to stdout; progress and diagnostics go to stderr.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return exitcode.New(exitcode.Usage, fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath()))
+	})
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.AddCommand(
+		newVersionCmd(f),
+		newConfigCmd(f),
+		newClaimsCmd(f),
+		newDoctorCmd(f),
+		newWarmupCmd(f),
+		newStatusCmd(f),
+		newInspectCmd(f),
+		newListCmd(f),
+		newSSHCmd(f),
+		newStopCmd(f),
+		newCleanupCmd(f),
+	)
+	for _, add := range extraCommands {
+		root.AddCommand(add(f))
+	}
+	// Unknown sub-commands and bad positional args are usage errors (exit 2).
+	wrapArgs(root)
+	return root
+}
+
+// extraCommands lets command files register themselves.
+var extraCommands []func(*Factory) *cobra.Command
+
+func wrapArgs(c *cobra.Command) {
+	if c.Args != nil {
+		orig := c.Args
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := orig(cmd, args); err != nil {
+				return exitcode.New(exitcode.Usage, err)
+			}
+			return nil
+		}
+	} else if c.HasSubCommands() {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return exitcode.Errorf(exitcode.Usage, "unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			return nil
+		}
+		c.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
+	}
+	for _, sub := range c.Commands() {
+		wrapArgs(sub)
+	}
+}
+
+// usageErr is a shorthand for an exit-2 error.
+func usageErr(format string, args ...any) error {
+	return exitcode.Errorf(exitcode.Usage, format, args...)
+}
+
+// repoRoot returns the git top-level of the working directory, or "".
+func (f *Factory) repoRoot(ctx context.Context) string {
+	dir, err := f.Getwd()
+	if err != nil {
+		return ""
+	}
+	res, err := f.Runner.Run(ctx, execx.Cmd{Name: "git", Args: []string{"rev-parse", "--show-toplevel"}, Dir: dir, Timeout: 10 * time.Second})
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(res.Stdout))
+}

@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/crabbox-dev/crabbox/internal/coder"
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/lease"
+)
+
+type warmupOptions struct {
+	slug       string
+	keep       bool
+	reclaim    bool
+	timingJSON bool
+	leaseID    string
+}
+
+func newWarmupCmd(f *Factory) *cobra.Command {
+	o := &warmupOptions{}
+	cmd := &cobra.Command{
+		Use:   "warmup",
+		Short: "Create a Coder workspace, wait until it answers over SSH, and keep it",
+		Long: `Create a lease-unique Coder workspace from the configured template, record a
+local claim binding it to this repository, wait until it answers over SSH,
+and keep it for later 'crabbox run --id', 'crabbox ssh' and 'crabbox stop'.
+
+stdout:
+  leased <lease> slug=<slug> provider=coder server=<owner/name> type=<template> ...
+  ready ssh=coder@<host>:22 network=public workroot=<dir>
+  warmup complete total=<duration>
+
+If acquisition fails after the workspace was created and --keep=false, the
+workspace is rolled back with the configured release action (stop, or delete
+with --coder-delete-on-release).
+
+EXIT STATUS
+  0  ready
+  1  failure (coder create failed, ...)
+  2  usage, configuration or claim conflict
+  5  timed out waiting, or the workspace was not found after create`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runWarmup(f, cmd, o)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.slug, "slug", "", "Friendly lease slug (creation-time only; normalized)")
+	fl.BoolVar(&o.keep, "keep", true, "Keep the workspace after warmup and when a later step fails")
+	fl.BoolVar(&o.reclaim, "reclaim", false, "Take over a claim bound to another repository")
+	fl.BoolVar(&o.timingJSON, "timing-json", false, "Print a timing JSON object on stderr")
+	fl.StringVar(&o.leaseID, "lease-id", "", "Fixed idempotent lease ID (not supported by provider=coder)")
+	addConfigFlags(cmd)
+	return cmd
+}
+
+func runWarmup(f *Factory, cmd *cobra.Command, o *warmupOptions) error {
+	start := f.Now()
+	if o.leaseID != "" {
+		return usageErr("provider=coder does not support fixed idempotent lease IDs (--lease-id)")
+	}
+	slug := ""
+	if cmd.Flags().Changed("slug") {
+		s, err := lease.ValidateSlug(o.slug)
+		if err != nil {
+			return err
+		}
+		slug = s
+	}
+	lc, err := f.openLease(cmd)
+	if err != nil {
+		return err
+	}
+	defer lc.close()
+	l, err := lc.provider.Acquire(cmd.Context(), coder.AcquireRequest{
+		Slug: slug, Keep: o.keep, RepoRoot: lc.repoRoot, Reclaim: o.reclaim, Ready: lc.ready,
+	})
+	lc.endProgress(err)
+	total := f.Now().Sub(start)
+	if o.timingJSON {
+		writeTiming(f, l, total, exitcode.Code(err))
+	}
+	if err != nil {
+		return err
+	}
+	expires := "-"
+	if !l.ExpiresAt.IsZero() {
+		expires = rfc3339(l.ExpiresAt)
+	}
+	fmt.Fprintf(f.IO.Out, "leased %s slug=%s provider=coder server=%s type=%s ip=- idle_timeout=%s expires=%s workspace=%s\n",
+		l.ID, dash(l.Slug), l.Ref, l.ServerType, lc.cfg.IdleTimeout, expires, l.Workspace)
+	fmt.Fprintf(f.IO.Out, "ready ssh=%s@%s:%d network=public workroot=%s\n", l.Target.User, l.Target.Host, l.Target.Port, l.Target.WorkRoot)
+	fmt.Fprintf(f.IO.Out, "warmup complete total=%s\n", total.Round(time.Millisecond))
+	return nil
+}
+
+func writeTiming(f *Factory, l *coder.Lease, total time.Duration, code int) {
+	t := map[string]any{"provider": "coder", "totalMs": total.Milliseconds(), "exitCode": code}
+	if l != nil {
+		t["leaseId"], t["slug"], t["workspace"] = l.ID, l.Slug, l.Ref
+	}
+	b, _ := json.Marshal(t)
+	fmt.Fprintln(f.IO.ErrOut, string(b))
+}

@@ -1,0 +1,242 @@
+package coder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/crabbox-dev/crabbox/internal/claims"
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/lease"
+)
+
+// ReadyFunc waits until a lease's workspace answers over SSH.
+type ReadyFunc func(ctx context.Context, l *Lease) error
+
+// AcquireRequest asks for a new workspace.
+type AcquireRequest struct {
+	Slug     string // requested slug (already validated); "" generates one
+	Keep     bool   // keep the workspace when acquisition fails after create
+	RepoRoot string // repo the claim binds to (required)
+	Reclaim  bool
+	Ready    ReadyFunc // nil skips the SSH readiness wait
+}
+
+// rollbackTimeout bounds the release that undoes a failed acquisition.
+const rollbackTimeout = 2 * time.Minute
+
+// Acquire creates a lease-unique workspace, records the claim before
+// creating it, stores the canonical owner/name ref and workspace ID from the
+// first listing (D6) and waits for SSH readiness. A failure after the claim
+// is written is rolled back with the configured release action unless Keep
+// is set; a failed create first checks whether the workspace exists.
+func (p *Provider) Acquire(ctx context.Context, req AcquireRequest) (*Lease, error) {
+	if strings.TrimSpace(p.Settings.Template) == "" {
+		return nil, exitcode.Errorf(exitcode.Usage, "provider=coder requires --coder-template or coder.template to create a workspace")
+	}
+	if req.RepoRoot == "" {
+		return nil, exitcode.Errorf(exitcode.Usage, "coder acquire needs a repository root to bind the claim to")
+	}
+	s, err := p.inventory(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	now := p.now()
+	id := lease.NewLeaseID()
+	cs := p.coderClaims(s.who)
+	inUse := func(slug string) bool {
+		for _, w := range s.rows {
+			if owned, _, sl := Owned(w, p.Settings.Prefix); owned && sl == slug {
+				return true
+			}
+		}
+		for _, c := range cs {
+			if lease.NormalizeSlug(c.Slug) == slug {
+				return true
+			}
+		}
+		return false
+	}
+	base := req.Slug
+	if base == "" {
+		base = lease.GeneratedSlug(id)
+	}
+	slug, err := lease.AllocateSlug(base, id, inUse)
+	if err != nil {
+		return nil, err
+	}
+	name, err := UniqueWorkspaceName(p.Settings.Prefix, slug, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateNewName(name, s.rows); err != nil {
+		return nil, err
+	}
+	ref := name
+	if s.who.Username != "" {
+		ref = s.who.Username + "/" + name
+	}
+
+	// The claim comes first: a crash from here on leaves a claim naming the
+	// workspace, so `crabbox stop` / `cleanup` can still find it.
+	_, err = p.Claims.Update(id, func(c *claims.Claim, exists bool) error {
+		if err := claims.Bind(c, exists, req.RepoRoot, req.Reclaim, now); err != nil {
+			return err
+		}
+		c.Slug, c.Provider, c.CoderURL, c.CloudID = slug, ProviderName, s.who.URL, ref
+		c.TargetOS = "linux"
+		c.IdleTimeoutSeconds = int64(p.Settings.IdleTimeout / time.Second)
+		c.Labels = p.leaseLabels(id, slug, name, ref, req.Keep, now)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	claim, err := p.Claims.Get(id)
+	if err != nil || claim == nil {
+		return nil, fmt.Errorf("claim %s was not written: %v", id, err)
+	}
+	l, _ := p.buildLease(nil, claim)
+	l.State = "provisioning"
+	p.emit(Event{Kind: EventProvisioning, Lease: l})
+
+	opts := CreateOptions{
+		Template:             p.Settings.Template,
+		Preset:               p.Settings.Preset,
+		NoWait:               strings.EqualFold(p.Settings.Wait, "no"),
+		UseParameterDefaults: p.Settings.UseParameterDefaults,
+		Parameters:           p.Settings.Parameters,
+		RichParameterFile:    p.Settings.RichParameterFile,
+	}
+	if err := p.Client.Create(ctx, name, opts); err != nil {
+		return nil, p.rollbackFailedCreate(ctx, req, id, ref, err)
+	}
+	if err := p.relist(ctx, s); err != nil {
+		return nil, p.rollback(req, id, ref, err)
+	}
+	var row *Workspace
+	for i := range s.rows {
+		if strings.EqualFold(s.rows[i].Name, name) {
+			row = &s.rows[i]
+		}
+	}
+	if row == nil {
+		return nil, p.rollback(req, id, ref, exitcode.Errorf(exitcode.NotFound, "coder workspace %s was created but not found in coder list", name))
+	}
+	claim, err = p.Claims.Update(id, func(c *claims.Claim, exists bool) error {
+		c.CloudID, c.WorkspaceID = row.Ref(), row.ID
+		c.Labels["coder_workspace_ref"] = row.Ref()
+		c.Labels["state"] = row.State()
+		return nil
+	})
+	if err != nil {
+		return nil, p.rollback(req, id, row.Ref(), err)
+	}
+	l, _ = p.buildLease(row, claim)
+	if req.Ready != nil {
+		if err := req.Ready(ctx, l); err != nil {
+			return nil, p.rollback(req, id, row.Ref(), err)
+		}
+	}
+	claim, err = p.Claims.Update(id, func(c *claims.Claim, exists bool) error {
+		c.Labels["state"] = StateReady
+		return nil
+	})
+	if err == nil {
+		l, _ = p.buildLease(row, claim)
+		l.State, l.Ready = StateReady, true
+	}
+	return l, nil
+}
+
+// rollbackFailedCreate handles a failed `coder create`: the workspace may or
+// may not exist. It lists first and acts only on a workspace that is there.
+func (p *Provider) rollbackFailedCreate(ctx context.Context, req AcquireRequest, id, ref string, cause error) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	rows, err := p.Client.List(rctx, false)
+	if err != nil {
+		// We cannot tell whether a workspace exists: keep the claim so
+		// `crabbox stop` can find it, and say so.
+		return fmt.Errorf("%w; could not check whether workspace %s exists (%v); the claim is kept: check with `crabbox status %s` and release with `%s`",
+			cause, bareName(ref), err, id, manualStop(p.Settings.DeleteOnRelease, bareName(ref)))
+	}
+	for _, w := range rows {
+		if strings.EqualFold(w.Name, bareName(ref)) {
+			if req.Keep {
+				p.recordRow(id, w)
+				return fmt.Errorf("%w; workspace %s exists and is kept (--keep); release it with `%s`", cause, w.Ref(), manualStop(p.Settings.DeleteOnRelease, id))
+			}
+			return p.release(rctx, id, w.Ref(), cause)
+		}
+	}
+	if rmErr := p.Claims.Remove(id); rmErr != nil {
+		p.warnf("removing claim %s: %v", id, rmErr)
+	}
+	return cause
+}
+
+// recordRow stores a row's canonical ref and ID in the claim.
+func (p *Provider) recordRow(id string, w Workspace) {
+	_, err := p.Claims.Update(id, func(c *claims.Claim, exists bool) error {
+		if !exists {
+			return claims.ErrNoChange
+		}
+		c.CloudID, c.WorkspaceID = w.Ref(), w.ID
+		if c.Labels != nil {
+			c.Labels["coder_workspace_ref"] = w.Ref()
+		}
+		return nil
+	})
+	if err != nil {
+		p.warnf("updating claim %s: %v", id, err)
+	}
+}
+
+// rollback undoes an acquisition that failed after create, unless Keep.
+func (p *Provider) rollback(req AcquireRequest, id, ref string, cause error) error {
+	if req.Keep {
+		return fmt.Errorf("%w; workspace %s is kept (--keep); release it with `%s`", cause, ref, manualStop(p.Settings.DeleteOnRelease, id))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
+	defer cancel()
+	return p.release(ctx, id, ref, cause)
+}
+
+// release stops or deletes ref per the configured action, then removes the
+// claim; on failure it keeps the claim and names the manual command.
+func (p *Provider) release(ctx context.Context, id, ref string, cause error) error {
+	action := p.Settings.ReleaseAction()
+	p.emit(Event{Kind: EventRollback, Message: fmt.Sprintf("rolling back: %s workspace %s", action, ref)})
+	var err error
+	if action == ActionDelete {
+		err = p.Client.Delete(ctx, ref)
+	} else {
+		err = p.Client.Stop(ctx, ref)
+	}
+	if err != nil && !IsNotFound(err) {
+		code := exitcode.Code(cause)
+		return exitcode.New(code, fmt.Errorf("%w; coder rollback %s failed for workspace %s; manual cleanup: %s: %v",
+			cause, action, bareName(ref), manualStop(p.Settings.DeleteOnRelease, bareName(ref)), err))
+	}
+	if rmErr := p.Claims.Remove(id); rmErr != nil {
+		p.warnf("removing claim %s: %v", id, rmErr)
+	}
+	return cause
+}
+
+// manualStop is the command that releases a lease by hand.
+func manualStop(deleteOnRelease bool, ident string) string {
+	if deleteOnRelease {
+		return "crabbox stop --provider coder --coder-delete-on-release --id " + ident
+	}
+	return "crabbox stop --provider coder --id " + ident
+}
+
+// errIsUsage reports whether err is an exit-2 error.
+func errIsUsage(err error) bool {
+	var e *exitcode.Error
+	return errors.As(err, &e) && e.Code == exitcode.Usage
+}

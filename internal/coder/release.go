@@ -1,0 +1,162 @@
+package coder
+
+import (
+	"context"
+	"sort"
+	"strings"
+
+	"github.com/crabbox-dev/crabbox/internal/claims"
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
+)
+
+// ReleaseResult says what Release did.
+type ReleaseResult struct {
+	Action  string // stop | delete
+	Skipped string // non-empty when no Coder call was needed (why)
+}
+
+// Release stops (or, with deleteOnRelease, deletes) a resolved lease and
+// removes its claim. It refuses a workspace without an exact claim (D4).
+// A workspace Coder no longer knows counts as released.
+func (p *Provider) Release(ctx context.Context, l *Lease) (ReleaseResult, error) {
+	res := ReleaseResult{Action: p.Settings.ReleaseAction()}
+	if err := requireExactClaim(l); err != nil {
+		return res, err
+	}
+	if l.Ref == "" {
+		return res, exitcode.Errorf(exitcode.Usage, "coder release requires a workspace name")
+	}
+	switch {
+	case l.State == StateMissing:
+		res.Skipped = "workspace no longer exists"
+	case res.Action == ActionStop && l.State == StateStopped:
+		res.Skipped = "workspace already stopped"
+	default:
+		var err error
+		if res.Action == ActionDelete {
+			err = p.Client.Delete(ctx, l.Ref)
+		} else {
+			err = p.Client.Stop(ctx, l.Ref)
+		}
+		if err != nil {
+			if !IsNotFound(err) {
+				return res, err
+			}
+			res.Skipped = "workspace no longer exists"
+		}
+	}
+	if err := p.Claims.Remove(l.ID); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// CleanupDecision is cleanup's verdict on one workspace.
+type CleanupDecision struct {
+	Workspace string
+	Ref       string
+	LeaseID   string
+	Action    string // stop | delete | "" (skip)
+	Reason    string
+	Done      bool // the action ran (not dry-run)
+}
+
+// Cleanup stops or deletes workspaces whose local claim expired (idle +
+// 12h) and is not kept, using the release action recorded in the claim
+// (spec §9.11). Unclaimed workspaces are never touched. With dryRun
+// nothing is mutated.
+func (p *Provider) Cleanup(ctx context.Context, dryRun bool) ([]CleanupDecision, error) {
+	var cs []claims.Claim
+	s, err := p.inventory(ctx, func(who WhoAmI) bool {
+		cs = p.coderClaims(who)
+		for _, c := range cs {
+			if foreignOwner(p.claimRef(c), who) {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return nil, err
+	}
+	now := p.now()
+	var out []CleanupDecision
+	for _, w := range s.rows {
+		owned, _, _ := Owned(w, p.Settings.Prefix)
+		c := p.claimForRow(w, cs, s.rows)
+		if !owned && c == nil {
+			continue
+		}
+		l, _ := p.buildLease(&w, c)
+		d := CleanupDecision{Workspace: w.Name, Ref: w.Ref(), LeaseID: l.ID}
+		switch {
+		case c == nil:
+			d.LeaseID, d.Reason = "", "missing claim"
+		case l.Keep || strings.EqualFold(w.Labels["keep"], "true"):
+			d.Reason = "keep=true"
+		case !c.Expired(now):
+			d.Reason = "claim active"
+		default:
+			d.Action, d.Reason = l.ReleaseAction(), "claim expired"
+		}
+		out = append(out, d)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
+	if dryRun {
+		return out, nil
+	}
+	for i := range out {
+		d := &out[i]
+		if d.Action == "" {
+			continue
+		}
+		var err error
+		if d.Action == ActionDelete {
+			err = p.Client.Delete(ctx, d.Ref)
+		} else {
+			err = p.Client.Stop(ctx, d.Ref)
+		}
+		if err != nil && !IsNotFound(err) {
+			return out, err
+		}
+		if err := p.Claims.Remove(d.LeaseID); err != nil {
+			return out, err
+		}
+		d.Done = true
+	}
+	return out, nil
+}
+
+// List returns crabbox's leases: rows that are owned or claimed; with all,
+// every row of the listing scope.
+func (p *Provider) List(ctx context.Context, all bool) ([]*Lease, error) {
+	var cs []claims.Claim
+	s, err := p.inventory(ctx, func(who WhoAmI) bool {
+		cs = p.coderClaims(who)
+		for _, c := range cs {
+			if foreignOwner(p.claimRef(c), who) {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []*Lease
+	for i := range s.rows {
+		w := s.rows[i]
+		c := p.claimForRow(w, cs, s.rows)
+		owned, _, _ := Owned(w, p.Settings.Prefix)
+		if !owned && c == nil && !all {
+			continue
+		}
+		l, err := p.buildLease(&w, c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
+	return out, nil
+}

@@ -1,0 +1,239 @@
+package coder
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/crabbox-dev/crabbox/internal/claims"
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/lease"
+)
+
+// Mode says what a resolve may do.
+type Mode int
+
+const (
+	// StatusOnly never mutates anything (status, inspect).
+	StatusOnly Mode = iota
+	// ReleaseOnly resolves for stop: no start, no SSH; a claimed workspace
+	// that is gone resolves to a "missing" lease so its claim can go.
+	ReleaseOnly
+	// Prepare starts a stopped workspace, waits for SSH and claims it for
+	// the repo (ssh, run --id).
+	Prepare
+)
+
+// ResolveRequest names a lease by lease ID, slug, workspace name or
+// owner/name.
+type ResolveRequest struct {
+	Ident    string
+	Mode     Mode
+	RepoRoot string // Prepare: the repo to claim for
+	Reclaim  bool
+	Ready    ReadyFunc // Prepare: SSH readiness wait
+}
+
+// Resolve finds the workspace for req.Ident (spec §9.8 with D4/D6).
+func (p *Provider) Resolve(ctx context.Context, req ResolveRequest) (*Lease, error) {
+	ident := strings.TrimSpace(req.Ident)
+	if ident == "" {
+		return nil, exitcode.Errorf(exitcode.Usage, "coder resolve requires a lease id, slug, workspace, or owner/workspace")
+	}
+	var matched []claims.Claim
+	s, err := p.inventory(ctx, func(who WhoAmI) bool {
+		matched = nil
+		for _, c := range p.coderClaims(who) {
+			if p.claimMatchesIdent(c, ident) {
+				matched = append(matched, c)
+			}
+		}
+		if foreignOwner(ident, who) {
+			return true
+		}
+		for _, c := range matched {
+			if foreignOwner(p.claimRef(c), who) {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return nil, err
+	}
+	l, err := p.pick(ident, matched, s, req.Mode)
+	if err != nil {
+		return nil, err
+	}
+	if req.Mode != Prepare {
+		return l, nil
+	}
+	return p.prepare(ctx, l, s, req)
+}
+
+// pick selects the workspace (spec §9.8 step 2).
+func (p *Provider) pick(ident string, matched []claims.Claim, s *session, mode Mode) (*Lease, error) {
+	// a/b. A claim addressed by lease ID, slug or ref: prefer an exact
+	// lease-ID hit, then a unique claim.
+	var chosen *claims.Claim
+	for i := range matched {
+		if matched[i].LeaseID == ident {
+			chosen = &matched[i]
+		}
+	}
+	if chosen == nil && len(matched) == 1 {
+		chosen = &matched[0]
+	}
+	if chosen == nil && len(matched) > 1 {
+		ids := make([]string, 0, len(matched))
+		for _, c := range matched {
+			ids = append(ids, c.LeaseID)
+		}
+		return nil, exitcode.Errorf(exitcode.NotFound, "%q matches %d claimed leases (%s); use a lease ID", ident, len(matched), strings.Join(ids, ", "))
+	}
+	if chosen != nil {
+		ref := p.claimRef(*chosen)
+		row, err := rowForClaim(*chosen, ref, s.rows)
+		if err != nil {
+			return nil, err
+		}
+		if row == nil {
+			if mode == ReleaseOnly {
+				return p.buildLease(nil, chosen)
+			}
+			return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %s of lease %s was not found in coder list; if it is gone, remove the claim with `crabbox stop %s`", ref, chosen.LeaseID, chosen.LeaseID)
+		}
+		return p.buildLease(row, chosen)
+	}
+	// c. Exact inventory match on name or owner/name.
+	var hits []*Workspace
+	for i := range s.rows {
+		r := &s.rows[i]
+		if strings.EqualFold(r.Name, ident) || strings.EqualFold(r.Ref(), ident) {
+			hits = append(hits, r)
+		}
+	}
+	if len(hits) > 1 {
+		return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %q is ambiguous: %d workspaces match; use owner/name", ident, len(hits))
+	}
+	if len(hits) == 1 {
+		return p.buildLease(hits[0], p.claimForRow(*hits[0], p.coderClaims(s.who), s.rows))
+	}
+	// d. Owned rows by lease ID or slug.
+	norm := lease.NormalizeSlug(ident)
+	hits = nil
+	for i := range s.rows {
+		owned, id, slug := Owned(s.rows[i], p.Settings.Prefix)
+		if owned && (id == ident || (norm != "" && slug == norm)) {
+			hits = append(hits, &s.rows[i])
+		}
+	}
+	switch len(hits) {
+	case 0:
+		return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %q not found; `crabbox list` shows crabbox's leases, `crabbox list --all` every workspace", ident)
+	case 1:
+		return p.buildLease(hits[0], nil)
+	}
+	return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %q is ambiguous: %d workspaces match", ident, len(hits))
+}
+
+// prepare starts a stopped workspace, waits for SSH and claims it.
+func (p *Provider) prepare(ctx context.Context, l *Lease, s *session, req ResolveRequest) (*Lease, error) {
+	// Refuse a repo conflict before any mutation.
+	if l.Claim != nil && l.Claim.RepoRoot != "" && req.RepoRoot != "" && !req.Reclaim && !sameDir(l.Claim.RepoRoot, req.RepoRoot) {
+		return nil, exitcode.Errorf(exitcode.Usage, "lease %s is claimed by repo %s; use --reclaim to claim it for %s", l.ID, l.Claim.RepoRoot, req.RepoRoot)
+	}
+	if !l.Ready {
+		switch l.State {
+		case "deleting", "deleted", "failed", "canceled", "cancelled":
+			return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %s is %s and cannot be started", l.Ref, l.State)
+		}
+		if l.State != StateRunning && l.State != StateStarting {
+			p.emit(Event{Kind: EventStarting, Lease: l})
+			if err := p.Client.Start(ctx, l.Ref); err != nil {
+				return nil, err
+			}
+		}
+		if err := p.relist(ctx, s); err != nil {
+			return nil, err
+		}
+		var row *Workspace
+		for i := range s.rows {
+			if s.rows[i].ID == l.WorkspaceID {
+				row = &s.rows[i]
+			}
+		}
+		if row == nil {
+			return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %s disappeared after start", l.Ref)
+		}
+		claim := l.Claim
+		id, slug := l.ID, l.Slug
+		nl, err := p.buildLease(row, claim)
+		if err != nil {
+			return nil, err
+		}
+		nl.ID, nl.Slug, nl.Labels["lease"] = id, slug, id
+		l = nl
+	}
+	if req.Ready != nil {
+		if err := req.Ready(ctx, l); err != nil {
+			return nil, err
+		}
+	}
+	l.Ready, l.State = true, StateReady
+	if req.RepoRoot == "" {
+		return l, nil
+	}
+	now := p.now()
+	claim, err := p.Claims.Update(l.ID, func(c *claims.Claim, exists bool) error {
+		if err := claims.Bind(c, exists, req.RepoRoot, req.Reclaim, now); err != nil {
+			return err
+		}
+		if !exists { // adopting: the current config's release action applies
+			c.Labels = p.leaseLabels(l.ID, l.Slug, l.Workspace, l.Ref, l.Keep, now)
+			c.IdleTimeoutSeconds = int64(p.Settings.IdleTimeout.Seconds())
+		}
+		if c.Labels == nil {
+			c.Labels = map[string]string{}
+		}
+		c.Slug, c.Provider, c.CoderURL = l.Slug, ProviderName, s.who.URL
+		c.CloudID, c.WorkspaceID, c.TargetOS = l.Ref, l.WorkspaceID, "linux"
+		c.Labels["coder_workspace"], c.Labels["coder_workspace_ref"] = l.Workspace, l.Ref
+		c.Labels["state"] = StateReady
+		c.Labels["last_touched_at"] = unixLabel(now)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if claim != nil {
+		cc := *claim
+		l.Claim = &cc
+		l.LastTouchedAt = now
+	}
+	return l, nil
+}
+
+func sameDir(a, b string) bool {
+	return strings.TrimRight(a, "/") == strings.TrimRight(b, "/")
+}
+
+// requireExactClaim enforces D4 for a lease about to be stopped or deleted.
+func requireExactClaim(l *Lease) error {
+	if l.Claim == nil {
+		return exitcode.Errorf(exitcode.Usage,
+			"refusing to release coder workspace %s: it has no crabbox claim on this machine, so crabbox did not create or adopt it; nothing was changed. "+
+				"To adopt it, run `crabbox ssh %s` (claims it for this repo), or manage it with `coder stop %s`", l.Ref, l.Ref, l.Ref)
+	}
+	if l.State != StateMissing && l.Claim.WorkspaceID != "" && l.WorkspaceID != "" && l.Claim.WorkspaceID != l.WorkspaceID {
+		return exitcode.Errorf(exitcode.Usage,
+			"refusing to release coder workspace %s: claim %s is bound to workspace ID %s, but %s now has ID %s (recreated?); nothing was changed",
+			l.Ref, l.Claim.LeaseID, l.Claim.WorkspaceID, l.Ref, l.WorkspaceID)
+	}
+	return nil
+}
+
+// describe is a short human reference for messages.
+func (l *Lease) describe() string {
+	return fmt.Sprintf("lease=%s workspace=%s", l.ID, l.Workspace)
+}
