@@ -215,4 +215,3 @@ func leaseIdent(id string, args []string) (string, error) {
 	}
 	return "", usageErr("which lease? pass a lease ID, slug, workspace name or owner/workspace (as --id or an argument); `crabbox list` shows them")
 }
-

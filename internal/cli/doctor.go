@@ -99,4 +99,3 @@ func debPkg(tool string) string {
 	}
 	return tool
 }
-

@@ -192,4 +192,3 @@ stderr: skip coder workspace=<name> reason=<reason>`,
 	addConfigFlags(cmd)
 	return cmd
 }
-
