@@ -23,12 +23,15 @@ lab-setup:
 	$(LAB) setup
 
 # Lab end-to-end tests against a real Coder server (brought up and down by
-# the tests themselves).
-e2e: lab-setup
+# the tests themselves). Needs `make lab-setup` once.
+e2e:
 	$(GO) test -tags e2e -count=1 -timeout 45m -v ./e2e/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|e2e:)|panic' ; exit $${PIPESTATUS[0]}
 
-# Everything: vet, gofmt, unit tests, then the lab e2e tests.
-test: unit e2e
+# Everything: install/build what the tests need, then vet, gofmt, unit
+# tests (some use a private sshd), then the lab e2e tests.
+test: lab-setup
+	$(MAKE) unit
+	$(MAKE) e2e
 
 # Build crabbox, start the lab and run the most complete crabbox flow on it.
 demo: build lab-setup

@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -25,7 +24,7 @@ func (r envRunner) Run(ctx context.Context, c execx.Cmd) (execx.Result, error) {
 
 func labClient(t *testing.T) *coder.Client {
 	t.Helper()
-	return &coder.Client{Runner: envRunner{labEnv(t)}, CLI: lab.Coder, Stdout: os.Stderr, Stderr: os.Stderr}
+	return &coder.Client{Runner: envRunner{labEnv(t)}, CLI: lab.Coder}
 }
 
 func TestCoderWhoAmIParsesRealOutput(t *testing.T) {

@@ -145,7 +145,6 @@ func labEnv(t *testing.T) []string {
 		"XDG_STATE_HOME=" + filepath.Join(home, ".local", "state"),
 		"CODER_CONFIG_DIR=" + lab.ConfigDir,
 		"CODER_URL=" + lab.URL,
-		"CRABBOX_CONFIG=" + filepath.Join(home, "no-config.yaml"),
 		"LANG=C.UTF-8",
 	}
 	return env

@@ -149,8 +149,8 @@ func configPath(p string) string {
 }
 
 // rsyncQuote quotes one word for rsync's -e parser, which splits on spaces
-// and understands '...' and "..." but not backslashes: inside single quotes
-// a ' is written ''. Plain words stay bare.
+// and understands single and double quotes but not backslashes: inside
+// single quotes a single quote is written doubled. Plain words stay bare.
 func rsyncQuote(s string) string {
 	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
 		return s

@@ -7,7 +7,11 @@ import (
 )
 
 // Quote returns s as one POSIX shell word in single quotes: every byte is
-// literal, a ' becomes '\'' and the empty string becomes ''.
+// literal. A single quote becomes close-quote, backslash-quote, open-quote,
+// and the empty string becomes a pair of single quotes:
+//
+//	it's  ->  'it'\''s'
+//	(empty) ->  ''
 func Quote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

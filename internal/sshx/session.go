@@ -24,7 +24,8 @@ const (
 	// masterPersist is the master's ControlPersist, in seconds. Close ends
 	// the master explicitly; this only matters when crabbox dies without
 	// running Close (SIGKILL, crash): the orphaned master and its proxy then
-	// exit by themselves after 60 s without a client.
+	// exit by themselves after 60 s without a client (only the empty
+	// crabbox-ssh-* directory is left in TempDir).
 	masterPersist = "60"
 	closeTimeout  = 10 * time.Second
 	// readyRetryDelay is the pause between failed ready checks.
@@ -49,8 +50,8 @@ type SessionOptions struct {
 	// copied here after a failed start, after a transport failure and on
 	// Close).
 	Log io.Writer
-	// ExtraArgs are added to every ssh invocation after BaseArgs (before
-	// the destination); tests use them for -i <key> -o IdentitiesOnly=yes
+	// ExtraArgs are added after BaseArgs to the master's argv and to Args()
+	// (not to `ssh -O exit`); tests use them for -i <key> -o IdentitiesOnly=yes
 	// -F none. ssh keeps the first value of an option, so they cannot
 	// override BaseArgs.
 	ExtraArgs []string
@@ -199,9 +200,13 @@ func (s *Session) Args() []string {
 }
 
 // RSH is the remote shell for rsync -e: the ssh program and Args(), quoted
-// for rsync's own -e splitting (words split on spaces; '...' quoting with a
-// literal ' written as ''; rsync does not understand the shell's '\''). Call
-// it after Open so it carries the control socket.
+// for rsync's own -e splitting. rsync splits on spaces and honours single
+// quotes, but a single quote inside them is written doubled; it does not
+// understand the backslash form Quote uses:
+//
+//	-o 'ProxyCommand=''coder'' ssh --stdio ...'
+//
+// Call it after Open so it carries the control socket.
 func (s *Session) RSH() string {
 	words := append([]string{s.ssh}, s.Args()...)
 	for i, w := range words {
