@@ -99,7 +99,7 @@ func (p *Provider) Acquire(ctx context.Context, req AcquireRequest) (*Lease, err
 		return nil, fmt.Errorf("claim %s was not written: %v", id, err)
 	}
 	l, _ := p.buildLease(nil, claim)
-	l.State = "provisioning"
+	l.State, l.Labels["state"] = "provisioning", "provisioning"
 	p.emit(Event{Kind: EventProvisioning, Lease: l})
 
 	opts := CreateOptions{
@@ -146,8 +146,8 @@ func (p *Provider) Acquire(ctx context.Context, req AcquireRequest) (*Lease, err
 	})
 	if err == nil {
 		l, _ = p.buildLease(row, claim)
-		l.State, l.Ready = StateReady, true
 	}
+	l.State, l.Ready, l.Labels["state"] = StateReady, true, StateReady
 	return l, nil
 }
 
@@ -169,6 +169,9 @@ func (p *Provider) rollbackFailedCreate(ctx context.Context, req AcquireRequest,
 				p.recordRow(id, w)
 				return fmt.Errorf("%w; workspace %s exists and is kept (--keep); release it with `%s`", cause, w.Ref(), manualStop(p.Settings.DeleteOnRelease, id))
 			}
+			// Bind the claim to the workspace first, so that if the
+			// release fails the kept claim names it exactly (D4).
+			p.recordRow(id, w)
 			return p.release(rctx, id, w.Ref(), cause)
 		}
 	}

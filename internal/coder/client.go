@@ -289,11 +289,16 @@ func checkRef(ref string) error {
 var notFoundNeedles = []string{"not found", "does not exist", "no such workspace", "unknown workspace"}
 
 // IsNotFound reports whether err says the workspace is gone.
+//
+// Only an answer from the Coder CLI itself counts: the CLI must have run
+// and exited with an ordinary error code (1-125). A missing binary ("exec:
+// not found", exit 127 from a shell) never means the workspace is gone.
 func IsNotFound(err error) bool {
-	if err == nil {
+	var ce *CLIError
+	if !errors.As(err, &ce) || ce.Code <= 0 || ce.Code >= 126 {
 		return false
 	}
-	return containsAny(err.Error(), notFoundNeedles)
+	return containsAny(ce.Error(), notFoundNeedles)
 }
 
 // Auth check classifications (doctor).

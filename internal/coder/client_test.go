@@ -310,20 +310,28 @@ func TestLongErrorOutputIsTailed(t *testing.T) {
 func TestIsNotFound(t *testing.T) {
 	yes := []string{"workspace not found", "Workspace \"x\" does not exist", "No such workspace", "unknown workspace x", "NOT FOUND"}
 	no := []string{"permission denied", "connection refused", ""}
+	cliErr := func(code int, out string) error {
+		return exitcode.New(1, &CLIError{Msg: "coder stop workspace x failed", Code: code, Output: out})
+	}
 	for _, s := range yes {
-		if !IsNotFound(errors.New(s)) {
+		if !IsNotFound(cliErr(1, s)) {
 			t.Errorf("%q: want true", s)
+		}
+		// Only the Coder CLI's own answer counts: not a plain error, not a
+		// missing binary or a shell's 127.
+		if IsNotFound(errors.New(s)) || IsNotFound(cliErr(127, s)) || IsNotFound(cliErr(-1, s)) {
+			t.Errorf("%q: want false outside a CLI answer", s)
 		}
 	}
 	for _, s := range no {
-		if IsNotFound(errors.New(s)) {
+		if IsNotFound(cliErr(1, s)) {
 			t.Errorf("%q: want false", s)
 		}
 	}
 	if IsNotFound(nil) {
 		t.Error("nil")
 	}
-	wrapped := exitcode.New(1, &CLIError{Msg: "coder stop workspace x failed", Output: "Resource not found"})
+	wrapped := exitcode.New(1, &CLIError{Msg: "coder stop workspace x failed", Code: 1, Output: "Resource not found"})
 	if !IsNotFound(wrapped) {
 		t.Error("wrapped")
 	}

@@ -72,8 +72,6 @@ type Provider struct {
 	ConfigDir string // crabbox's config dir (per-workspace known_hosts live under it)
 	Now       func() time.Time
 	Events    func(Event)
-
-	inv sync.Mutex
 }
 
 func (p *Provider) now() time.Time {

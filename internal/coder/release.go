@@ -97,7 +97,7 @@ func (p *Provider) Cleanup(ctx context.Context, dryRun bool) ([]CleanupDecision,
 		case !c.Expired(now):
 			d.Reason = "claim active"
 		default:
-			d.Action, d.Reason = l.ReleaseAction(), "claim expired"
+			d.Action, d.Reason = claimReleaseAction(c), "claim expired"
 		}
 		out = append(out, d)
 	}
@@ -125,6 +125,18 @@ func (p *Provider) Cleanup(ctx context.Context, dryRun bool) ([]CleanupDecision,
 		d.Done = true
 	}
 	return out, nil
+}
+
+// claimReleaseAction is the release action a claim recorded (spec §9.11.6):
+// delete only when its own coder_release_action says so. Neither the
+// current config nor a workspace label can turn a stop lease into a
+// delete.
+func claimReleaseAction(c *claims.Claim) string {
+	switch strings.ToLower(strings.TrimSpace(c.Labels["coder_release_action"])) {
+	case "delete", "true":
+		return ActionDelete
+	}
+	return ActionStop
 }
 
 // List returns crabbox's leases: rows that are owned or claimed; with all,

@@ -3,6 +3,7 @@ package coder
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/crabbox-dev/crabbox/internal/claims"
@@ -40,10 +41,10 @@ func (p *Provider) Resolve(ctx context.Context, req ResolveRequest) (*Lease, err
 	if ident == "" {
 		return nil, exitcode.Errorf(exitcode.Usage, "coder resolve requires a lease id, slug, workspace, or owner/workspace")
 	}
-	var matched []claims.Claim
+	var matched, cs []claims.Claim
 	s, err := p.inventory(ctx, func(who WhoAmI) bool {
-		matched = nil
-		for _, c := range p.coderClaims(who) {
+		matched, cs = nil, p.coderClaims(who) // read (and warned about) once
+		for _, c := range cs {
 			if p.claimMatchesIdent(c, ident) {
 				matched = append(matched, c)
 			}
@@ -61,7 +62,7 @@ func (p *Provider) Resolve(ctx context.Context, req ResolveRequest) (*Lease, err
 	if err != nil {
 		return nil, err
 	}
-	l, err := p.pick(ident, matched, s, req.Mode)
+	l, err := p.pick(ident, matched, cs, s, req.Mode)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +73,7 @@ func (p *Provider) Resolve(ctx context.Context, req ResolveRequest) (*Lease, err
 }
 
 // pick selects the workspace (spec §9.8 step 2).
-func (p *Provider) pick(ident string, matched []claims.Claim, s *session, mode Mode) (*Lease, error) {
+func (p *Provider) pick(ident string, matched, cs []claims.Claim, s *session, mode Mode) (*Lease, error) {
 	// a/b. A claim addressed by lease ID, slug or ref: prefer an exact
 	// lease-ID hit, then a unique claim.
 	var chosen *claims.Claim
@@ -89,7 +90,7 @@ func (p *Provider) pick(ident string, matched []claims.Claim, s *session, mode M
 		for _, c := range matched {
 			ids = append(ids, c.LeaseID)
 		}
-		return nil, exitcode.Errorf(exitcode.NotFound, "%q matches %d claimed leases (%s); use a lease ID", ident, len(matched), strings.Join(ids, ", "))
+		return nil, exitcode.Errorf(exitcode.NotFound, "%q is ambiguous: it matches %d claimed leases (%s); use a lease ID", ident, len(matched), strings.Join(ids, ", "))
 	}
 	if chosen != nil {
 		ref := p.claimRef(*chosen)
@@ -99,6 +100,17 @@ func (p *Provider) pick(ident string, matched []claims.Claim, s *session, mode M
 		}
 		if row == nil {
 			if mode == ReleaseOnly {
+				// The workspace the claim is bound to is gone. When the
+				// identifier names a live workspace (recreated under the
+				// same name), return that one with the claim attached so
+				// Release refuses it (D4) instead of reporting the named
+				// workspace released. By lease ID or slug, the lease is
+				// simply missing and its claim can go.
+				if chosen.WorkspaceID != "" {
+					if w := exactRow(ident, s.rows); w != nil {
+						return p.buildLease(w, chosen)
+					}
+				}
 				return p.buildLease(nil, chosen)
 			}
 			return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %s of lease %s was not found in coder list; if it is gone, remove the claim with `crabbox stop %s`", ref, chosen.LeaseID, chosen.LeaseID)
@@ -106,18 +118,12 @@ func (p *Provider) pick(ident string, matched []claims.Claim, s *session, mode M
 		return p.buildLease(row, chosen)
 	}
 	// c. Exact inventory match on name or owner/name.
-	var hits []*Workspace
-	for i := range s.rows {
-		r := &s.rows[i]
-		if strings.EqualFold(r.Name, ident) || strings.EqualFold(r.Ref(), ident) {
-			hits = append(hits, r)
-		}
-	}
+	hits := exactRows(ident, s.rows)
 	if len(hits) > 1 {
 		return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %q is ambiguous: %d workspaces match; use owner/name", ident, len(hits))
 	}
 	if len(hits) == 1 {
-		return p.buildLease(hits[0], p.claimForRow(*hits[0], p.coderClaims(s.who), s.rows))
+		return p.buildLease(hits[0], p.claimForRow(*hits[0], cs, s.rows))
 	}
 	// d. Owned rows by lease ID or slug.
 	norm := lease.NormalizeSlug(ident)
@@ -135,6 +141,26 @@ func (p *Provider) pick(ident string, matched []claims.Claim, s *session, mode M
 		return p.buildLease(hits[0], nil)
 	}
 	return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %q is ambiguous: %d workspaces match", ident, len(hits))
+}
+
+// exactRows are the rows named by ident (name or owner/name, any case).
+func exactRows(ident string, rows []Workspace) []*Workspace {
+	var hits []*Workspace
+	for i := range rows {
+		r := &rows[i]
+		if strings.EqualFold(r.Name, ident) || strings.EqualFold(r.Ref(), ident) {
+			hits = append(hits, r)
+		}
+	}
+	return hits
+}
+
+// exactRow is the one row named by ident, or nil (none or ambiguous).
+func exactRow(ident string, rows []Workspace) *Workspace {
+	if hits := exactRows(ident, rows); len(hits) == 1 {
+		return hits[0]
+	}
+	return nil
 }
 
 // prepare starts a stopped workspace, waits for SSH and claims it.
@@ -180,7 +206,7 @@ func (p *Provider) prepare(ctx context.Context, l *Lease, s *session, req Resolv
 			return nil, err
 		}
 	}
-	l.Ready, l.State = true, StateReady
+	l.Ready, l.State, l.Labels["state"] = true, StateReady, StateReady
 	if req.RepoRoot == "" {
 		return l, nil
 	}
@@ -214,8 +240,9 @@ func (p *Provider) prepare(ctx context.Context, l *Lease, s *session, req Resolv
 	return l, nil
 }
 
+// sameDir compares repo roots the way claims.Bind does.
 func sameDir(a, b string) bool {
-	return strings.TrimRight(a, "/") == strings.TrimRight(b, "/")
+	return filepath.Clean(a) == filepath.Clean(b)
 }
 
 // requireExactClaim enforces D4 for a lease about to be stopped or deleted.
@@ -227,8 +254,9 @@ func requireExactClaim(l *Lease) error {
 	}
 	if l.State != StateMissing && l.Claim.WorkspaceID != "" && l.WorkspaceID != "" && l.Claim.WorkspaceID != l.WorkspaceID {
 		return exitcode.Errorf(exitcode.Usage,
-			"refusing to release coder workspace %s: claim %s is bound to workspace ID %s, but %s now has ID %s (recreated?); nothing was changed",
-			l.Ref, l.Claim.LeaseID, l.Claim.WorkspaceID, l.Ref, l.WorkspaceID)
+			"refusing to release coder workspace %s: claim %s is bound to workspace ID %s, but %s now has ID %s (recreated?); nothing was changed. "+
+				"To drop the stale claim, run `crabbox stop %s`; manage the new workspace with `coder stop %s`",
+			l.Ref, l.Claim.LeaseID, l.Claim.WorkspaceID, l.Ref, l.WorkspaceID, l.Claim.LeaseID, l.Ref)
 	}
 	return nil
 }
