@@ -37,5 +37,10 @@ test: lab-setup
 demo: build lab-setup
 	scripts/demo.sh
 
+# Each fuzz target for FUZZTIME (default 30s); `make test` runs their seed
+# corpora as ordinary tests.
+fuzz:
+	scripts/fuzz.sh
+
 clean:
 	rm -rf bin e2e.log
