@@ -44,6 +44,9 @@ func (s Settings) ReleaseAction() string {
 const (
 	ActionStop   = "stop"
 	ActionDelete = "delete"
+	// ActionForget drops the claim of a workspace that no longer exists
+	// (cleanup only; no Coder call).
+	ActionForget = "forget"
 )
 
 // Event is something a lifecycle flow wants the user to know while it

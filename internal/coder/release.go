@@ -66,16 +66,7 @@ type CleanupDecision struct {
 // (spec §9.11). Unclaimed workspaces are never touched. With dryRun
 // nothing is mutated.
 func (p *Provider) Cleanup(ctx context.Context, dryRun bool) ([]CleanupDecision, error) {
-	var cs []claims.Claim
-	s, err := p.inventory(ctx, func(who WhoAmI) bool {
-		cs = p.coderClaims(who)
-		for _, c := range cs {
-			if foreignOwner(p.claimRef(c), who) {
-				return true
-			}
-		}
-		return false
-	})
+	s, cs, err := p.claimedInventory(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +92,16 @@ func (p *Provider) Cleanup(ctx context.Context, dryRun bool) ([]CleanupDecision,
 		}
 		out = append(out, d)
 	}
+	// Claims whose workspace never appeared (crash before create) or is
+	// gone: once expired, only the claim is dropped; Coder is not called.
+	for _, c := range p.orphanClaims(cs, s.rows) {
+		ref := p.claimRef(c)
+		d := CleanupDecision{Workspace: bareName(ref), Ref: ref, LeaseID: c.LeaseID, Reason: "workspace missing; claim active"}
+		if c.Expired(now) {
+			d.Action, d.Reason = ActionForget, "workspace missing"
+		}
+		out = append(out, d)
+	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
 	if dryRun {
 		return out, nil
@@ -111,9 +112,10 @@ func (p *Provider) Cleanup(ctx context.Context, dryRun bool) ([]CleanupDecision,
 			continue
 		}
 		var err error
-		if d.Action == ActionDelete {
+		switch d.Action {
+		case ActionDelete:
 			err = p.Client.Delete(ctx, d.Ref)
-		} else {
+		case ActionStop:
 			err = p.Client.Stop(ctx, d.Ref)
 		}
 		if err != nil && !IsNotFound(err) {
@@ -142,16 +144,7 @@ func claimReleaseAction(c *claims.Claim) string {
 // List returns crabbox's leases: rows that are owned or claimed; with all,
 // every row of the listing scope.
 func (p *Provider) List(ctx context.Context, all bool) ([]*Lease, error) {
-	var cs []claims.Claim
-	s, err := p.inventory(ctx, func(who WhoAmI) bool {
-		cs = p.coderClaims(who)
-		for _, c := range cs {
-			if foreignOwner(p.claimRef(c), who) {
-				return true
-			}
-		}
-		return false
-	})
+	s, cs, err := p.claimedInventory(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +162,50 @@ func (p *Provider) List(ctx context.Context, all bool) ([]*Lease, error) {
 		}
 		out = append(out, l)
 	}
+	for _, c := range p.orphanClaims(cs, s.rows) {
+		l, err := p.buildLease(nil, &c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
 	return out, nil
+}
+
+// claimedInventory lists the workspaces (with --all only when a claim names
+// another owner, D6) and this deployment's Coder claims.
+func (p *Provider) claimedInventory(ctx context.Context) (*session, []claims.Claim, error) {
+	var cs []claims.Claim
+	s, err := p.inventory(ctx, func(who WhoAmI) bool {
+		cs = p.coderClaims(who)
+		for _, c := range cs {
+			if foreignOwner(p.claimRef(c), who) {
+				return true
+			}
+		}
+		return false
+	})
+	return s, cs, err
+}
+
+// orphanClaims are claims whose workspace is certainly not listed: no row
+// has its workspace ID or its name (a reused or ambiguous name is not
+// certain, so such claims are left alone).
+func (p *Provider) orphanClaims(cs []claims.Claim, rows []Workspace) []claims.Claim {
+	var out []claims.Claim
+	for _, c := range cs {
+		name := bareName(p.claimRef(c))
+		seen := false
+		for _, w := range rows {
+			if (c.WorkspaceID != "" && w.ID == c.WorkspaceID) || strings.EqualFold(w.Name, name) {
+				seen = true
+				break
+			}
+		}
+		if !seen {
+			out = append(out, c)
+		}
+	}
+	return out
 }
