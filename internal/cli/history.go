@@ -1,0 +1,325 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/spf13/cobra"
+
+	"github.com/crabbox-dev/crabbox/internal/config"
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/results"
+	"github.com/crabbox-dev/crabbox/internal/runs"
+)
+
+func init() {
+	extraCommands = append(extraCommands, newHistoryCmd, newLogsCmd, newResultsCmd)
+}
+
+// historyStore opens the local run history; it never contacts a provider.
+func (f *Factory) historyStore() (*runs.Store, error) {
+	dir := config.StateDir(f.Env)
+	if dir == "" {
+		return nil, exitcode.Errorf(exitcode.Usage, "cannot locate the state directory: set XDG_STATE_HOME or HOME")
+	}
+	return runs.New(dir), nil
+}
+
+type historyOptions struct {
+	lease  string
+	state  string
+	limit  int
+	asJSON bool
+}
+
+func newHistoryCmd(f *Factory) *cobra.Command {
+	o := &historyOptions{}
+	cmd := &cobra.Command{
+		Use:   "history",
+		Short: "List recorded runs, newest first (local, read-only)",
+		Long: `List the runs recorded on this machine, newest first. Every 'crabbox run'
+is recorded under the state directory ($XDG_STATE_HOME/crabbox/runs, else
+~/.local/state/crabbox/runs); history reads only that: no provider, no
+network.
+
+One line per run:
+  <runID> <leaseID|-> <slug|-> <state> exit=<n|-> duration=<d> started=<RFC3339> command=<cmd>
+
+States: running, succeeded, failed, interrupted. A run whose crabbox process
+is gone without finishing it is shown (and recorded) as interrupted.
+
+--lease matches a lease ID or a slug. --limit 0 lists every run. --json
+prints an array of run records ([] when there are none).
+
+EXIT STATUS
+  0  listed (possibly nothing)
+  1  the run history could not be read
+  2  usage error (unknown --state, negative --limit)`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.state != "" && !runs.ValidState(o.state) {
+				return usageErr("invalid --state %q: want one of %s", o.state, strings.Join(runs.States, ", "))
+			}
+			if o.limit < 0 {
+				return usageErr("invalid --limit %d: want 0 (no limit) or more", o.limit)
+			}
+			store, err := f.historyStore()
+			if err != nil {
+				return err
+			}
+			recs, skipped, err := store.Scan(runs.Filter{LeaseID: o.lease, State: o.state, Limit: o.limit})
+			if err != nil {
+				return fmt.Errorf("read run history: %w", err)
+			}
+			if skipped > 0 {
+				fmt.Fprintf(f.IO.ErrOut, "warning: skipped %d unreadable run record(s) under %s\n", skipped, store.RunsDir())
+			}
+			if o.asJSON {
+				return histJSON(f.IO.Out, recs)
+			}
+			if len(recs) == 0 {
+				fmt.Fprintln(f.IO.ErrOut, "no runs recorded")
+			}
+			for _, r := range recs {
+				fmt.Fprintln(f.IO.Out, histLine(r))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.lease, "lease", "", "Only runs on this lease (lease ID or slug)")
+	cmd.Flags().StringVar(&o.state, "state", "", "Only runs in this state: running|succeeded|failed|interrupted")
+	cmd.Flags().IntVar(&o.limit, "limit", 50, "Show at most N runs (0: all)")
+	cmd.Flags().BoolVar(&o.asJSON, "json", false, "Print JSON")
+	return cmd
+}
+
+// histJSON is writeJSON without HTML escaping: commands and logs keep
+// their &, < and > readable.
+func histJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func histLine(r runs.Record) string {
+	exit := "-"
+	if r.ExitCode != nil {
+		exit = strconv.Itoa(*r.ExitCode)
+	}
+	duration := "-"
+	if !r.EndedAt.IsZero() {
+		duration = histDuration(r.Duration())
+	}
+	return fmt.Sprintf("%s %s %s %s exit=%s duration=%s started=%s command=%s",
+		r.ID, dash(r.LeaseID), dash(r.Slug), r.State, exit, duration,
+		r.StartedAt.UTC().Format(time.RFC3339), histCommand(r.Command, r.Shell))
+}
+
+// histDuration is "850ms" under a second, else rounded to 0.1 s
+// ("12.3s", "1m30.5s").
+func histDuration(d time.Duration) string {
+	if d < time.Second {
+		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+// histCommand renders a recorded command on one line: a --shell command
+// as given, argv words shell-quoted when needed; control characters are
+// escaped.
+func histCommand(argv []string, shell bool) string {
+	if len(argv) == 0 {
+		return "-"
+	}
+	var s string
+	if shell {
+		s = strings.Join(argv, " ")
+	} else {
+		words := make([]string, len(argv))
+		for i, w := range argv {
+			words[i] = histQuote(w)
+		}
+		s = strings.Join(words, " ")
+	}
+	return histEscape(s)
+}
+
+func histQuote(w string) string {
+	if w == "" {
+		return "''"
+	}
+	safe := true
+	for _, c := range w {
+		if !(unicode.IsLetter(c) || unicode.IsDigit(c) || strings.ContainsRune("-_./=:,+@%^", c)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return w
+	}
+	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+}
+
+func histEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		switch {
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '\t':
+			b.WriteString(`\t`)
+		case c == '\r':
+			b.WriteString(`\r`)
+		case unicode.IsControl(c):
+			fmt.Fprintf(&b, `\x%02x`, c)
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+func newLogsCmd(f *Factory) *cobra.Command {
+	var (
+		tail   int
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "logs RUN_ID",
+		Short: "Print a recorded run's output (local, read-only)",
+		Long: `Print the combined stdout and stderr a run produced, as recorded on this
+machine. Only the last 8 MiB of a run's output are kept; when more was
+written a note on stderr says so. --tail N prints only the last N lines.
+
+--json prints {"run": <record>, "log": "<output>", "logTruncated": <bool>}.
+
+EXIT STATUS
+  0  printed
+  1  the run could not be read
+  2  usage error (invalid run ID, negative --tail)
+  5  no such run`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if tail < 0 {
+				return usageErr("invalid --tail %d: want 0 (everything) or more", tail)
+			}
+			store, err := f.historyStore()
+			if err != nil {
+				return err
+			}
+			id := args[0]
+			rec, err := store.Get(id)
+			if err != nil {
+				return err
+			}
+			log, truncated, err := store.ReadLog(id, tail)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return histJSON(f.IO.Out, struct {
+					Run          *runs.Record `json:"run"`
+					Log          string       `json:"log"`
+					LogTruncated bool         `json:"logTruncated"`
+				}{rec, log, truncated})
+			}
+			if truncated {
+				fmt.Fprintf(f.IO.ErrOut, "note: output truncated: %d bytes written, the last %d kept\n", rec.LogBytes, runs.MaxLogBytes)
+			}
+			if rec.State == runs.StateRunning {
+				fmt.Fprintf(f.IO.ErrOut, "note: run %s is still running\n", id)
+			}
+			_, err = io.WriteString(f.IO.Out, log)
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&tail, "tail", 0, "Print only the last N lines (0: everything kept)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "Print JSON")
+	return cmd
+}
+
+func newResultsCmd(f *Factory) *cobra.Command {
+	var (
+		failedOnly bool
+		asJSON     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "results RUN_ID",
+		Short: "Show a recorded run's test results (local, read-only)",
+		Long: `Show the JUnit summary recorded for a run:
+
+  results format=junit files=N suites=N tests=N failures=N errors=N skipped=N time=12.3s
+  failed: <suite> <name> <message>
+
+A run without collected test results prints 'no test results recorded for
+<id>'. --failed-only prints only the failed: lines. --json prints the stored
+summary (null when there is none); --json --failed-only prints only the
+failed array ([] when none).
+
+EXIT STATUS
+  0  shown (also when the run has no results or failed tests)
+  1  the run could not be read
+  2  usage error (invalid run ID)
+  5  no such run`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := f.historyStore()
+			if err != nil {
+				return err
+			}
+			rec, err := store.Get(args[0])
+			if err != nil {
+				return err
+			}
+			sum := rec.Results
+			if asJSON {
+				if failedOnly {
+					failed := []results.Failure{}
+					if sum != nil && sum.Failed != nil {
+						failed = sum.Failed
+					}
+					return histJSON(f.IO.Out, failed)
+				}
+				return histJSON(f.IO.Out, sum)
+			}
+			if sum == nil {
+				fmt.Fprintf(f.IO.Out, "no test results recorded for %s\n", rec.ID)
+				return nil
+			}
+			if !failedOnly {
+				fmt.Fprintln(f.IO.Out, sum.Line())
+			}
+			for _, fl := range sum.Failed {
+				fmt.Fprintln(f.IO.Out, histFailedLine(fl))
+			}
+			if shown := len(sum.Failed); shown < sum.Failures+sum.Errors {
+				fmt.Fprintf(f.IO.ErrOut, "note: %d more failed test(s) not recorded individually\n", sum.Failures+sum.Errors-shown)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&failedOnly, "failed-only", false, "Only the failed tests")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "Print JSON")
+	return cmd
+}
+
+// histFailedLine is "failed: <suite> <name> <message>" on one line (the
+// message's first line; "-" for empty parts).
+func histFailedLine(fl results.Failure) string {
+	name := fl.Name
+	if name == "" {
+		name = fl.Classname
+	}
+	msg := results.FirstLine(fl.Message)
+	if msg == "" {
+		msg = fl.Kind
+	}
+	return "failed: " + histEscape(dash(fl.Suite)) + " " + histEscape(dash(name)) + " " + histEscape(dash(msg))
+}

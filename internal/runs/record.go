@@ -1,0 +1,190 @@
+// Package runs keeps crabbox's local run history (decision D3): one
+// directory per run under <stateDir>/runs/<runID>/ holding run.json (the
+// record, replaced atomically) and the combined output log (the last 8 MiB,
+// in rotating segments). history, logs and results read it with no server.
+//
+// A record left in state "running" by a process that is gone is reported,
+// and rewritten best-effort, as "interrupted": it is never lost and never
+// shown as running forever.
+package runs
+
+import (
+	"bytes"
+	"encoding/json"
+	"time"
+
+	"github.com/crabbox-dev/crabbox/internal/results"
+)
+
+// Run states.
+const (
+	StateRunning     = "running"
+	StateSucceeded   = "succeeded"
+	StateFailed      = "failed"
+	StateInterrupted = "interrupted"
+)
+
+// States lists every run state, in lifecycle order.
+var States = []string{StateRunning, StateSucceeded, StateFailed, StateInterrupted}
+
+// ValidState reports whether s is one of States.
+func ValidState(s string) bool {
+	for _, v := range States {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Phase is one timed step of a run (lease, sync, command, ...).
+type Phase struct {
+	Name    string `json:"name"`
+	Ms      int64  `json:"ms"`
+	Skipped bool   `json:"skipped"`
+	Reason  string `json:"reason"`
+}
+
+// Record is one run. Command holds the command as given; callers redact
+// secrets before storing it.
+type Record struct {
+	ID        string
+	LeaseID   string
+	Slug      string
+	Provider  string
+	Workspace string
+	RepoRoot  string
+	Workdir   string
+	Command   []string
+	Shell     bool
+	State     string
+	ExitCode  *int
+	StartedAt time.Time
+	EndedAt   time.Time
+
+	Phases      []Phase
+	SyncSkipped bool
+	Results     *results.Summary
+
+	LogTruncated bool
+	LogBytes     int64 // bytes written to the log, dropped ones included
+
+	// The crabbox process that owns the record while it is running.
+	PID      int
+	PIDStart uint64 // the process's start time (Linux: /proc/<pid>/stat field 22); 0 when unknown
+	Host     string
+}
+
+// Duration is EndedAt-StartedAt, or 0 while the run has no end.
+func (r Record) Duration() time.Duration {
+	if r.EndedAt.IsZero() || r.StartedAt.IsZero() || r.EndedAt.Before(r.StartedAt) {
+		return 0
+	}
+	return r.EndedAt.Sub(r.StartedAt)
+}
+
+// recordJSON is the stored and printed shape (lowerCamel keys, fixed order).
+type recordJSON struct {
+	ID           string           `json:"id"`
+	LeaseID      string           `json:"leaseId"`
+	Slug         string           `json:"slug"`
+	Provider     string           `json:"provider"`
+	Workspace    string           `json:"workspace"`
+	RepoRoot     string           `json:"repoRoot"`
+	Workdir      string           `json:"workdir"`
+	Command      []string         `json:"command"`
+	Shell        bool             `json:"shell"`
+	State        string           `json:"state"`
+	ExitCode     *int             `json:"exitCode"`
+	StartedAt    time.Time        `json:"startedAt"`
+	EndedAt      *time.Time       `json:"endedAt"`
+	DurationMs   *int64           `json:"durationMs"`
+	Phases       []Phase          `json:"phases"`
+	SyncSkipped  bool             `json:"syncSkipped"`
+	Results      *results.Summary `json:"results"`
+	LogTruncated bool             `json:"logTruncated"`
+	LogBytes     int64            `json:"logBytes"`
+	PID          int              `json:"pid"`
+	PIDStart     uint64           `json:"pidStart,omitempty"`
+	Host         string           `json:"host,omitempty"`
+}
+
+// MarshalJSON writes lowerCamel keys; endedAt and durationMs are null while
+// the run has no end, command and phases are always arrays.
+func (r Record) MarshalJSON() ([]byte, error) {
+	j := recordJSON{
+		ID: r.ID, LeaseID: r.LeaseID, Slug: r.Slug, Provider: r.Provider, Workspace: r.Workspace,
+		RepoRoot: r.RepoRoot, Workdir: r.Workdir, Command: r.Command, Shell: r.Shell,
+		State: r.State, ExitCode: r.ExitCode, StartedAt: r.StartedAt,
+		Phases: r.Phases, SyncSkipped: r.SyncSkipped, Results: r.Results,
+		LogTruncated: r.LogTruncated, LogBytes: r.LogBytes, PID: r.PID, PIDStart: r.PIDStart, Host: r.Host,
+	}
+	if j.Command == nil {
+		j.Command = []string{}
+	}
+	if j.Phases == nil {
+		j.Phases = []Phase{}
+	}
+	if !r.EndedAt.IsZero() {
+		end := r.EndedAt
+		ms := r.Duration().Milliseconds()
+		j.EndedAt, j.DurationMs = &end, &ms
+	}
+	return marshalPlain(j)
+}
+
+// marshalPlain is json.Marshal without HTML escaping (commands keep their
+// &, < and >); an encoder that escapes still escapes the result.
+func marshalPlain(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes (durationMs is recomputed).
+func (r *Record) UnmarshalJSON(data []byte) error {
+	var j recordJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	*r = Record{
+		ID: j.ID, LeaseID: j.LeaseID, Slug: j.Slug, Provider: j.Provider, Workspace: j.Workspace,
+		RepoRoot: j.RepoRoot, Workdir: j.Workdir, Command: j.Command, Shell: j.Shell,
+		State: j.State, ExitCode: j.ExitCode, StartedAt: j.StartedAt,
+		Phases: j.Phases, SyncSkipped: j.SyncSkipped, Results: j.Results,
+		LogTruncated: j.LogTruncated, LogBytes: j.LogBytes, PID: j.PID, PIDStart: j.PIDStart, Host: j.Host,
+	}
+	if j.EndedAt != nil {
+		r.EndedAt = *j.EndedAt
+	}
+	return nil
+}
+
+// Clone returns a deep copy.
+func (r Record) Clone() Record {
+	if r.Command != nil {
+		r.Command = append([]string(nil), r.Command...)
+	}
+	if r.Phases != nil {
+		r.Phases = append([]Phase(nil), r.Phases...)
+	}
+	if r.ExitCode != nil {
+		c := *r.ExitCode
+		r.ExitCode = &c
+	}
+	if r.Results != nil {
+		s := *r.Results
+		if s.Files != nil {
+			s.Files = append([]string(nil), s.Files...)
+		}
+		if s.Failed != nil {
+			s.Failed = append([]results.Failure(nil), s.Failed...)
+		}
+		r.Results = &s
+	}
+	return r
+}
