@@ -82,6 +82,7 @@ Primary results go to stdout; progress and diagnostics go to stderr.`,
 		newSSHCmd(f),
 		newStopCmd(f),
 		newCleanupCmd(f),
+		newRunCmd(f),
 	)
 	for _, add := range extraCommands {
 		root.AddCommand(add(f))

@@ -1,0 +1,502 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/crabbox-dev/crabbox/internal/coder"
+	"github.com/crabbox-dev/crabbox/internal/config"
+	"github.com/crabbox-dev/crabbox/internal/envfwd"
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/lease"
+	"github.com/crabbox-dev/crabbox/internal/results"
+	"github.com/crabbox-dev/crabbox/internal/runs"
+	"github.com/crabbox-dev/crabbox/internal/sshx"
+	"github.com/crabbox-dev/crabbox/internal/syncer"
+)
+
+type runOptions struct {
+	id, slug            string
+	keep, keepOnFailure bool
+	stopAfter           string
+	reclaim             bool
+	shell               bool
+	noSync, syncOnly    bool
+	fullResync          bool
+	checksum            bool
+	forceSyncLarge      bool
+	timingJSON          bool
+	allowEnv            []string
+	envProfiles         []string
+	junit               []string
+	resultsAuto         bool
+	failOnTestFailures  bool
+	argv                []string
+}
+
+// killGrace is how long an interrupted remote command gets after TERM.
+const killGrace = 2 * time.Second
+
+func newRunCmd(f *Factory) *cobra.Command {
+	o := &runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run [flags] -- COMMAND [ARG...]",
+		Short: "Sync this repository to a workspace and run a command there",
+		Long: `Lease a fresh workspace (or reuse one with --id), send the dirty git working
+tree with rsync, run COMMAND in <workRoot>/<lease>/<repo> with live output,
+record the run locally (crabbox history/logs/results), and release a fresh
+lease afterwards (stop by default, delete with --coder-delete-on-release).
+
+COMMAND is run as argv (each word quoted). A single word with shell syntax
+("make build && make test") or --shell runs through bash -lc.
+
+Environment: only allowlisted names are forwarded (env.allow, --allow-env,
+PREFIX*), through a 0600 file on the workspace, never on a command line.
+CRABBOX_LEASE_ID, CRABBOX_RUN_ID and CRABBOX_SLUG are always set.
+
+EXIT STATUS
+  the remote command's exit code, unchanged
+  1    --fail-on-test-failures and JUnit failures on an otherwise passing run
+  2    usage, configuration or claim conflict
+  5    lease not found, ambiguous, or timed out waiting
+  6    sync failure
+  7    remote transport failure, or release failure after the run
+  130  interrupted`,
+		Args: func(cmd *cobra.Command, args []string) error { return nil },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.argv = args
+			return runRun(f, cmd, o)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.id, "id", "", "Reuse this lease (ID, slug, workspace or owner/workspace)")
+	fl.StringVar(&o.slug, "slug", "", "Slug for a fresh lease")
+	fl.BoolVar(&o.keep, "keep", false, "Keep a fresh lease after the run")
+	fl.BoolVar(&o.keepOnFailure, "keep-on-failure", false, "Keep a fresh lease when the command fails")
+	fl.StringVar(&o.stopAfter, "stop-after", "", "Release policy: success, always, failure or never")
+	fl.BoolVar(&o.reclaim, "reclaim", false, "Take over a lease claimed by another repository")
+	fl.BoolVar(&o.shell, "shell", false, "Run the joined command through bash -lc")
+	fl.BoolVar(&o.noSync, "no-sync", false, "Do not sync; run in the existing remote workdir")
+	fl.BoolVar(&o.syncOnly, "sync-only", false, "Sync and stop (no command)")
+	fl.BoolVar(&o.fullResync, "full-resync", false, "Wipe the remote workdir and sync everything")
+	fl.BoolVar(&o.fullResync, "fresh-sync", false, "Alias of --full-resync")
+	fl.BoolVar(&o.checksum, "checksum", false, "Compare file contents (rsync --checksum)")
+	fl.BoolVar(&o.forceSyncLarge, "force-sync-large", false, "Sync even past sync.failFiles/failBytes")
+	fl.BoolVar(&o.timingJSON, "timing-json", false, "Print a timing JSON object on stderr")
+	fl.StringArrayVar(&o.allowEnv, "allow-env", nil, "Forward this env var (NAME or PREFIX*; repeatable, comma-separated)")
+	fl.StringArrayVar(&o.envProfiles, "env-from-profile", nil, "Read KEY=value lines from this file (allowlisted names only; repeatable)")
+	fl.StringSliceVar(&o.junit, "junit", nil, "JUnit XML paths in the workdir to collect (comma-separated)")
+	fl.BoolVar(&o.resultsAuto, "results-auto", false, "Collect junit*.xml, TEST-*.xml, results.xml written by the command")
+	fl.BoolVar(&o.failOnTestFailures, "fail-on-test-failures", false, "Exit 1 when JUnit reports failures on an otherwise passing run")
+	addConfigFlags(cmd)
+	return cmd
+}
+
+// runState is one run in progress.
+type runState struct {
+	f      *Factory
+	o      *runOptions
+	lc     *leaseCtx
+	runID  string
+	start  time.Time
+	rec    *runs.Run
+	lease  *coder.Lease
+	fresh  bool
+	timing map[string]any
+}
+
+func validateRunOptions(cmd *cobra.Command, o *runOptions) error {
+	switch {
+	case o.id != "" && cmd.Flags().Changed("slug"):
+		return usageErr("--slug names a fresh lease; it cannot be combined with --id")
+	case o.noSync && o.fullResync:
+		return usageErr("--full-resync and --no-sync contradict each other")
+	case o.noSync && o.syncOnly:
+		return usageErr("--sync-only and --no-sync contradict each other")
+	case o.syncOnly && len(o.argv) > 0:
+		return usageErr("--sync-only runs no command; drop the command or --sync-only")
+	case !o.syncOnly && len(o.argv) == 0:
+		return usageErr("no command given: crabbox run [flags] -- COMMAND [ARG...]")
+	}
+	switch o.stopAfter {
+	case "", "success", "always", "failure", "never":
+	default:
+		return usageErr("--stop-after must be success, always, failure or never (got %q)", o.stopAfter)
+	}
+	return nil
+}
+
+// selectEnv resolves the forwarded environment (values never printed).
+func selectEnv(f *Factory, cfg *config.Config, o *runOptions) (map[string]string, error) {
+	allow, err := envfwd.ParseAllowlist(append(append([]string{}, cfg.Env.Allow...), o.allowEnv...))
+	if err != nil {
+		return nil, err
+	}
+	vars := allow.Select(os.Environ())
+	for _, p := range o.envProfiles {
+		pv, skipped, err := envfwd.ReadProfile(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range skipped {
+			fmt.Fprintf(f.IO.ErrOut, "warning: %s: skipped %s (command substitution, unquoted spaces or bad name)\n", p, s)
+		}
+		for k, v := range pv {
+			if allow.Allows(k) {
+				vars[k] = v
+			}
+		}
+	}
+	return vars, nil
+}
+
+func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
+	if err := validateRunOptions(cmd, o); err != nil {
+		return err
+	}
+	slug := ""
+	if cmd.Flags().Changed("slug") {
+		s, err := lease.ValidateSlug(o.slug)
+		if err != nil {
+			return err
+		}
+		slug = s
+	}
+	lc, err := f.openLease(cmd)
+	if err != nil {
+		return err
+	}
+	defer lc.close()
+	vars, err := selectEnv(f, lc.cfg, o)
+	if err != nil {
+		return err
+	}
+	rs := &runState{f: f, o: o, lc: lc, runID: lease.NewRunID(), start: f.Now(), fresh: o.id == "", timing: map[string]any{"provider": "coder"}}
+	rs.rec, err = runs.New(config.StateDir(f.Env)).Start(runs.Record{
+		ID: rs.runID, Provider: "coder", RepoRoot: lc.repoRoot, Command: o.argv, Shell: o.shell,
+	})
+	if err != nil {
+		return err
+	}
+	code, runErr := rs.execute(cmd.Context(), slug, vars)
+	return rs.finish(code, runErr)
+}
+
+// execute acquires the lease, syncs and runs; it returns the remote exit
+// code (or -1 when the command never ran) and an error for CLI-side
+// failures.
+func (rs *runState) execute(ctx context.Context, slug string, vars map[string]string) (int, error) {
+	f, o, lc := rs.f, rs.o, rs.lc
+	leaseStart := f.Now()
+	var err error
+	if rs.fresh {
+		rs.lease, err = lc.provider.Acquire(ctx, coder.AcquireRequest{
+			Slug: slug, Keep: o.keep, RepoRoot: lc.repoRoot, Reclaim: o.reclaim, Ready: lc.ready,
+		})
+	} else {
+		rs.lease, err = lc.provider.Resolve(ctx, coder.ResolveRequest{
+			Ident: o.id, Mode: coder.Prepare, RepoRoot: lc.repoRoot, Reclaim: o.reclaim, Ready: lc.ready,
+		})
+	}
+	lc.endProgress(err)
+	rs.timing["leaseMs"] = f.Now().Sub(leaseStart).Milliseconds()
+	if err != nil {
+		return -1, err
+	}
+	l := rs.lease
+	sess, err := lc.session(l)
+	if err != nil {
+		return -1, err
+	}
+	repoName := syncer.RepoName(ctx, f.Runner, lc.repoRoot)
+	workdir := syncer.WorkdirFor(lc.cfg.Coder.WorkRoot, l.ID, repoName)
+	rs.update(func(r *runs.Record) {
+		r.LeaseID, r.Slug, r.Workspace, r.Workdir = l.ID, l.Slug, l.Ref, workdir
+	})
+	rs.timing["leaseId"], rs.timing["slug"], rs.timing["workdir"], rs.timing["runId"] = l.ID, l.Slug, workdir, rs.runID
+	fmt.Fprintf(f.IO.ErrOut, "run %s lease=%s slug=%s provider=coder workspace=%s ssh=%s@%s workdir=%s\n",
+		rs.runID, l.ID, dash(l.Slug), l.Ref, l.Target.User, l.Target.Host, workdir)
+
+	if !o.noSync {
+		so := syncer.Options{
+			RepoRoot: lc.repoRoot, Workdir: workdir, Exclude: lc.cfg.Sync.Exclude,
+			Delete: lc.cfg.Sync.Delete, Checksum: lc.cfg.Sync.Checksum || o.checksum,
+			Fingerprint: lc.cfg.Sync.Fingerprint, FullResync: o.fullResync,
+			WarnFiles: lc.cfg.Sync.WarnFiles, FailFiles: lc.cfg.Sync.FailFiles,
+			WarnBytes: lc.cfg.Sync.WarnBytes, FailBytes: lc.cfg.Sync.FailBytes,
+			AllowLarge: lc.cfg.Sync.AllowLarge || o.forceSyncLarge, AllowMassDeletions: lc.cfg.Sync.AllowMassDeletions,
+			Timeout: lc.cfg.Sync.Timeout,
+		}
+		res, err := syncer.Sync(ctx, f.Runner, sess, so, func(e syncer.Event) {
+			if e.Kind != "phase" {
+				fmt.Fprintln(f.IO.ErrOut, e.Message)
+			}
+		})
+		rs.timing["syncMs"], rs.timing["syncSkipped"], rs.timing["syncPhases"] = res.Duration.Milliseconds(), res.Skipped, res.Phases
+		rs.update(func(r *runs.Record) {
+			r.SyncSkipped = res.Skipped
+			for _, p := range res.Phases {
+				r.Phases = append(r.Phases, runs.Phase{Name: "sync." + p.Name, Ms: p.Ms, Skipped: p.Skipped, Reason: p.Reason})
+			}
+		})
+		if err != nil {
+			return -1, err
+		}
+	}
+	if o.syncOnly {
+		return 0, nil
+	}
+
+	vars["CRABBOX_LEASE_ID"], vars["CRABBOX_RUN_ID"], vars["CRABBOX_SLUG"] = l.ID, rs.runID, l.Slug
+	if names := envfwd.Names(vars); len(names) > 3 {
+		fmt.Fprintf(f.IO.ErrOut, "env forwarded: %s\n", strings.Join(names, ","))
+	}
+	shell := o.shell || sshx.NeedsShell(o.argv)
+	remote, pidFile := remoteCommand(workdir, rs.runID, o.argv, shell, o.resultsAuto, len(envfwd.Render(vars)))
+	fmt.Fprintf(f.IO.ErrOut, "running on %s %s\n", l.Workspace, strings.Join(o.argv, " "))
+
+	cmdStart := f.Now()
+	logw := rs.rec.Log()
+	stdout := io.MultiWriter(f.IO.Out, logw)
+	stderr := io.MultiWriter(f.IO.ErrOut, logw)
+	code, err := sess.Run(ctx, remote, strings.NewReader(envfwd.Render(vars)), stdout, stderr)
+	rs.timing["commandMs"] = f.Now().Sub(cmdStart).Milliseconds()
+	if ctx.Err() != nil {
+		// Interrupted: stop the remote command's process group over the
+		// still-open tunnel, with a context of its own.
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+		defer cancel()
+		_, kerr := sess.Run(kctx, killCommand(pidFile), nil, nil, nil)
+		if kerr != nil {
+			fmt.Fprintf(f.IO.ErrOut, "warning: could not stop the remote command: %v\n", kerr)
+		}
+		return 130, context.Canceled
+	}
+	if err != nil {
+		return -1, err
+	}
+	if len(o.junit) > 0 || o.resultsAuto || len(lc.cfg.Results.JUnit) > 0 || lc.cfg.Results.Auto {
+		rs.collectResults(ctx, sess, workdir, code)
+	}
+	return code, nil
+}
+
+// remoteCommand wraps the user's command: the env file is read from stdin
+// into a 0600 file, sourced and removed; the command runs in its own
+// process group (recorded in a pid file, so an interrupt can stop exactly
+// that group) with stdin from /dev/null; its exit code is passed through.
+func remoteCommand(workdir, runID string, argv []string, shell, resultsAuto bool, envLen int) (remote, pidFile string) {
+	meta := path.Join(workdir, ".crabbox")
+	envFile := path.Join(meta, "env", runID+".env")
+	pidFile = path.Join(meta, "runs", runID+".pid")
+	q := sshx.Quote
+	var b strings.Builder
+	fmt.Fprintf(&b, "mkdir -p %s %s %s || exit 97; ", q(workdir), q(path.Join(meta, "env")), q(path.Join(meta, "runs")))
+	fmt.Fprintf(&b, "(umask 077 && head -c %d > %s) && . %s; rm -f %s; ", envLen, q(envFile), q(envFile), q(envFile))
+	if resultsAuto {
+		fmt.Fprintf(&b, "touch %s; ", q(path.Join(meta, "runs", runID+".start")))
+	}
+	target := `"$@"`
+	if shell {
+		target = `bash -c "$1"`
+	}
+	inner := fmt.Sprintf(`set -m; cd %s || exit 97; %s </dev/null & p=$!; set +m; echo $p > %s; wait $p; rc=$?; rm -f %s; exit $rc`,
+		q(workdir), target, q(pidFile), q(pidFile))
+	fmt.Fprintf(&b, "exec bash -lc %s bash", q(inner))
+	if shell {
+		b.WriteString(" " + q(strings.Join(argv, " ")))
+	} else {
+		for _, a := range argv {
+			b.WriteString(" " + q(a))
+		}
+	}
+	return b.String(), pidFile
+}
+
+// killCommand stops the process group recorded in pidFile: TERM, then KILL.
+func killCommand(pidFile string) string {
+	q := sshx.Quote(pidFile)
+	return fmt.Sprintf(`p=$(cat %s 2>/dev/null) || exit 0; kill -TERM -- -"$p" 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- -"$p" 2>/dev/null || break; sleep 0.%d; done; kill -KILL -- -"$p" 2>/dev/null; rm -f %s; true`,
+		q, int(killGrace/time.Second), q)
+}
+
+// collectResults fetches JUnit files in one round trip and parses them.
+func (rs *runState) collectResults(ctx context.Context, sess *sshx.Session, workdir string, code int) {
+	f, o, cfg := rs.f, rs.o, rs.lc.cfg
+	paths := append(append([]string{}, cfg.Results.JUnit...), o.junit...)
+	var script strings.Builder
+	fmt.Fprintf(&script, "cd %s || exit 0; ", sshx.Quote(workdir))
+	for _, p := range paths {
+		if strings.HasPrefix(p, "/") || strings.Contains("/"+p+"/", "/../") {
+			fmt.Fprintf(f.IO.ErrOut, "warning: --junit %s is outside the workdir; skipped\n", p)
+			continue
+		}
+		fmt.Fprintf(&script, "for f in %s; do [ -f \"$f\" ] && printf '%%s\\0%%s\\0' \"$f\" \"$(wc -c < \"$f\")\" && head -c 16777216 \"$f\"; done; ", sshx.Quote(p))
+	}
+	if o.resultsAuto || cfg.Results.Auto {
+		marker := sshx.Quote(path.Join(".crabbox", "runs", rs.runID+".start"))
+		fmt.Fprintf(&script, "find . \\( -name node_modules -o -name .git \\) -prune -o -type f \\( -name 'junit*.xml' -o -name 'TEST-*.xml' -o -name 'results.xml' \\) -newer %s -size -16384k -print 2>/dev/null | head -n 50 | while IFS= read -r f; do printf '%%s\\0%%s\\0' \"$f\" \"$(wc -c < \"$f\")\"; cat \"$f\"; done; rm -f %s", marker, marker)
+	}
+	var out bytes.Buffer
+	if _, err := sess.Run(ctx, script.String(), nil, &out, io.Discard); err != nil {
+		fmt.Fprintf(f.IO.ErrOut, "warning: collecting test results: %v\n", err)
+		return
+	}
+	var sums []results.Summary
+	data := out.Bytes()
+	for len(data) > 0 {
+		name, rest, ok := bytes.Cut(data, []byte{0})
+		if !ok {
+			break
+		}
+		sizeB, rest, ok := bytes.Cut(rest, []byte{0})
+		n, err := strconv.Atoi(strings.TrimSpace(string(sizeB)))
+		if !ok || err != nil || n > len(rest) {
+			break
+		}
+		s, err := results.ParseJUnit(string(name), rest[:n])
+		if err != nil {
+			fmt.Fprintf(f.IO.ErrOut, "warning: %s: %v\n", name, err)
+		} else {
+			sums = append(sums, s)
+		}
+		data = rest[n:]
+	}
+	if len(sums) == 0 {
+		fmt.Fprintln(f.IO.ErrOut, "results: no JUnit reports found")
+		return
+	}
+	sum := results.Merge(sums...)
+	rs.update(func(r *runs.Record) { r.Results = &sum })
+	fmt.Fprintln(f.IO.ErrOut, sum.Line())
+}
+
+// finish records the run, releases per policy, prints the summary and
+// returns the process's error (its exit code).
+func (rs *runState) finish(code int, runErr error) error {
+	f, o := rs.f, rs.o
+	interrupted := errors.Is(runErr, context.Canceled)
+	exit := code
+	switch {
+	case interrupted:
+		exit = 130
+	case runErr != nil:
+		exit = exitcode.Code(runErr)
+	}
+	if runErr == nil && exit == 0 && o.failOnTestFailures || runErr == nil && exit == 0 && rs.lc.cfg.Results.FailOnFailures {
+		if rec := rs.rec.Record(); rec.Results != nil && rec.Results.HasFailures() {
+			fmt.Fprintln(f.IO.ErrOut, "JUnit reports failures; exiting 1 (--fail-on-test-failures)")
+			exit = 1
+		}
+	}
+	state := "succeeded"
+	switch {
+	case interrupted:
+		state = "interrupted"
+	case exit != 0:
+		state = "failed"
+	}
+	if err := rs.rec.Finish(state, exit); err != nil {
+		fmt.Fprintf(f.IO.ErrOut, "warning: recording run %s: %v\n", rs.runID, err)
+	}
+
+	// Release per policy.
+	var releaseErr error
+	released := false
+	if rs.lease != nil && rs.shouldRelease(exit, runErr) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		rs.lc.close() // the tunnel is not needed to stop the workspace
+		_, releaseErr = rs.lc.provider.Release(ctx, rs.lease)
+		cancel()
+		released = releaseErr == nil
+		policy := o.stopAfter
+		if policy == "" {
+			policy = "auto"
+		}
+		fmt.Fprintf(f.IO.ErrOut, "lease cleanup stopped=%t policy=%s lease=%s slug=%s\n", released, policy, rs.lease.ID, dash(rs.lease.Slug))
+	}
+	total := f.Now().Sub(rs.start)
+	rs.timing["totalMs"], rs.timing["exitCode"], rs.timing["runStatus"] = total.Milliseconds(), exit, state
+	rs.timing["leaseStopped"] = released
+	if releaseErr != nil {
+		rs.timing["leaseStopError"] = releaseErr.Error()
+	}
+	if rs.lease != nil {
+		stop := fmt.Sprintf("crabbox stop --provider coder --target linux --coder-delete-on-release=%t --id %s", rs.lc.cfg.Coder.DeleteOnRelease, firstNonEmpty(rs.lease.Slug, rs.lease.ID))
+		rs.timing["stopCommand"] = stop
+		fmt.Fprintf(f.IO.ErrOut, "run summary run=%s lease=%s sync=%s command=%s total=%s sync_skipped=%v exit=%d\n",
+			rs.runID, ms(rs.timing["leaseMs"]), ms(rs.timing["syncMs"]), ms(rs.timing["commandMs"]), total.Round(time.Millisecond), rs.timing["syncSkipped"] == true, exit)
+		if !released {
+			fmt.Fprintf(f.IO.ErrOut, "lease %s kept; release it with: %s\n", rs.lease.ID, stop)
+		}
+	}
+	if o.timingJSON {
+		b, _ := json.Marshal(rs.timing)
+		fmt.Fprintln(f.IO.ErrOut, string(b))
+	}
+	switch {
+	case interrupted:
+		return exitcode.Errorf(130, "interrupted; run %s recorded as interrupted", rs.runID)
+	case runErr != nil:
+		return runErr
+	case releaseErr != nil:
+		return exitcode.Errorf(exitcode.Transport, "lease cleanup failed for %s: %v", rs.lease.ID, releaseErr)
+	case exit != 0:
+		return exitcode.Silent(exit)
+	}
+	return nil
+}
+
+// update changes the run record; a failure to persist only warns (the
+// run itself goes on).
+func (rs *runState) update(fn func(*runs.Record)) {
+	if err := rs.rec.Update(fn); err != nil {
+		fmt.Fprintf(rs.f.IO.ErrOut, "warning: recording run %s: %v\n", rs.runID, err)
+	}
+}
+
+// shouldRelease applies --stop-after and the fresh-lease default.
+func (rs *runState) shouldRelease(exit int, runErr error) bool {
+	o := rs.o
+	failed := exit != 0 || runErr != nil
+	switch o.stopAfter {
+	case "always":
+		return true
+	case "never":
+		return false
+	case "success":
+		return !failed
+	case "failure":
+		return failed
+	}
+	if !rs.fresh || o.keep {
+		return false
+	}
+	return !(o.keepOnFailure && failed)
+}
+
+func ms(v any) string {
+	n, ok := v.(int64)
+	if !ok {
+		return "-"
+	}
+	return (time.Duration(n) * time.Millisecond).String()
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,220 @@
+package syncer
+
+import (
+	"path"
+	"strings"
+)
+
+// builtinExcludes are the built-in rules of spec §6.3 step 1, in order.
+var builtinExcludes = []string{
+	".git", "._*", "node_modules", ".ignored", ".turbo", ".next",
+	".vite", ".parcel-cache", ".rollup.cache", "dist", "dist-runtime",
+	"coverage", "playwright-report", "test-results", ".cache", ".tmp", ".local",
+	".swiftpm", ".build", "apps/*/.build", ".pnpm-store", ".npm", ".yarn/cache",
+	".venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
+	".gradle", "target",
+}
+
+// ambiguousExcludes are the built-ins that name build outputs which some
+// repositories commit on purpose: they never drop tracked regular files.
+var ambiguousExcludes = map[string]bool{
+	"dist": true, "dist-runtime": true, "coverage": true, "playwright-report": true,
+	"test-results": true, ".build": true, "apps/*/.build": true, "target": true,
+}
+
+// ProtectedDirs are the remote directories crabbox owns inside a workdir.
+// Paths under them are never synced, whatever the other rules say, and
+// they are compared case-insensitively (ASCII).
+var ProtectedDirs = []string{
+	".crabbox/env", ".crabbox/scripts", ".crabbox/logs",
+	".crabbox/captures", ".crabbox/runs", ".crabbox/sync",
+}
+
+// Rules is a compiled, ordered exclude list (spec §6.3): built-ins, then
+// the configured excludes, then .crabboxignore lines, then the protected
+// directories. The last rule that matches a path decides; a rule written
+// "!pat" re-includes; "\!pat" is a literal "!pat" (and "\#pat" a literal
+// "#pat"). A pattern without "/" matches any path segment (a name or a
+// path.Match glob); a pattern with "/" matches the whole relative path or
+// one of its leading directories (again literally or as a glob). A leading
+// "/" only anchors (patterns with "/" are anchored anyway), and a trailing
+// "/" makes the pattern match directories only.
+type Rules struct {
+	rules []rule
+}
+
+type rule struct {
+	pat       string
+	neg       bool
+	anchored  bool // has a "/": matched against the path and its leading dirs
+	dirOnly   bool // trailing "/": never matches the last segment
+	glob      bool // has glob metacharacters and is a valid path.Match pattern
+	lit       string
+	fold      bool // ASCII case-insensitive (protected rules; pat is lower case)
+	ambiguous bool // skipped for tracked regular files
+}
+
+// NewRules compiles the built-ins, exclude (config) and crabboxignore (the
+// lines of .crabboxignore; blank and "#" lines are ignored) plus the
+// protected rules.
+func NewRules(exclude, crabboxignore []string) *Rules {
+	r := &Rules{}
+	for _, p := range builtinExcludes {
+		if ru, ok := compileRule(p); ok {
+			ru.ambiguous = ambiguousExcludes[p]
+			r.rules = append(r.rules, ru)
+		}
+	}
+	for _, p := range exclude {
+		if ru, ok := compileRule(p); ok {
+			r.rules = append(r.rules, ru)
+		}
+	}
+	for _, line := range crabboxignore {
+		line = strings.TrimRight(line, " \t\r")
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if ru, ok := compileRule(line); ok {
+			r.rules = append(r.rules, ru)
+		}
+	}
+	for _, p := range ProtectedDirs {
+		r.rules = append(r.rules, rule{pat: p, lit: p, anchored: true, fold: true})
+	}
+	return r
+}
+
+// ParseIgnoreFile splits .crabboxignore content into lines for NewRules.
+func ParseIgnoreFile(data []byte) []string {
+	return strings.Split(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n")
+}
+
+func compileRule(p string) (rule, bool) {
+	var ru rule
+	p = strings.TrimSpace(p)
+	switch {
+	case strings.HasPrefix(p, `\!`), strings.HasPrefix(p, `\#`):
+		p = p[1:]
+	case strings.HasPrefix(p, "!"):
+		ru.neg = true
+		p = p[1:]
+	}
+	if strings.HasSuffix(p, "/") {
+		ru.dirOnly = true
+	}
+	if strings.HasPrefix(p, "/") {
+		ru.anchored = true
+	}
+	p = strings.Trim(p, "/")
+	for strings.HasPrefix(p, "./") {
+		p = strings.TrimLeft(p[2:], "/")
+	}
+	if p == "" || p == "." {
+		return rule{}, false
+	}
+	if strings.Contains(p, "/") {
+		ru.anchored = true
+	}
+	ru.pat = p
+	if strings.ContainsAny(p, `*?[\`) {
+		if _, err := path.Match(p, ""); err == nil {
+			ru.glob = true
+		}
+	}
+	if ru.glob {
+		// The literal part before the first metacharacter: a cheap pre-check.
+		ru.lit = p[:strings.IndexAny(p, `*?[\`)]
+	} else {
+		ru.lit = p
+	}
+	return ru, true
+}
+
+// Excluded reports whether p (a clean, slash-separated path relative to
+// the repository root) is left out of the sync. trackedRegular says p is a
+// tracked regular file (ambiguous built-ins then do not apply).
+func (r *Rules) Excluded(p string, trackedRegular bool) bool {
+	for i := len(r.rules) - 1; i >= 0; i-- {
+		ru := &r.rules[i]
+		if ru.ambiguous && trackedRegular {
+			continue
+		}
+		if ru.match(p) {
+			return !ru.neg
+		}
+	}
+	return false
+}
+
+// Protected reports whether p lies in (or is) a protected directory.
+func Protected(p string) bool {
+	for _, d := range ProtectedDirs {
+		if hasDirPrefixFold(p, d) {
+			return true
+		}
+	}
+	return false
+}
+
+func (ru *rule) match(p string) bool {
+	if ru.fold {
+		return hasDirPrefixFold(p, ru.pat)
+	}
+	if !ru.anchored {
+		// Any segment (any but the last for dirOnly).
+		for rest := p; ; {
+			seg, tail, more := strings.Cut(rest, "/")
+			if ru.dirOnly && !more {
+				return false
+			}
+			if ru.matchOne(seg) {
+				return true
+			}
+			if !more {
+				return false
+			}
+			rest = tail
+		}
+	}
+	// The whole path or any of its leading directories.
+	for i := 0; ; {
+		j := strings.IndexByte(p[i:], '/')
+		if j < 0 {
+			return !ru.dirOnly && ru.matchOne(p)
+		}
+		if ru.matchOne(p[:i+j]) {
+			return true
+		}
+		i += j + 1
+	}
+}
+
+func (ru *rule) matchOne(s string) bool {
+	if !ru.glob {
+		return s == ru.pat
+	}
+	if !strings.HasPrefix(s, ru.lit) {
+		return false
+	}
+	ok, _ := path.Match(ru.pat, s)
+	return ok
+}
+
+// hasDirPrefixFold reports whether p equals dir or starts with dir + "/",
+// comparing ASCII letters case-insensitively. dir must be lower case.
+func hasDirPrefixFold(p, dir string) bool {
+	if len(p) < len(dir) || (len(p) > len(dir) && p[len(dir)] != '/') {
+		return false
+	}
+	for i := 0; i < len(dir); i++ {
+		c := p[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != dir[i] {
+			return false
+		}
+	}
+	return true
+}

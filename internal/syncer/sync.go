@@ -1,0 +1,523 @@
+package syncer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crabbox-dev/crabbox/internal/execx"
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/lease"
+	"github.com/crabbox-dev/crabbox/internal/sshx"
+)
+
+// Defaults (spec §6.6).
+const (
+	DefaultWarnFiles            = 50000
+	DefaultFailFiles            = 150000
+	DefaultWarnBytes      int64 = 5 << 30
+	DefaultFailBytes      int64 = 20 << 30
+	DefaultTimeout              = 15 * time.Minute
+	MassDeletionThreshold       = 200
+)
+
+// heartbeatEvery is the interval of "still running" events during rsync.
+var heartbeatEvery = 15 * time.Second
+
+// Remote is the remote side of a sync; *sshx.Session satisfies it.
+type Remote interface {
+	// Run runs a shell command line on the remote. A non-nil error is a
+	// transport failure; otherwise the int is the remote exit code.
+	Run(ctx context.Context, remote string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
+	// RSH is rsync's -e value (already quoted for rsync's -e parser).
+	RSH() string
+	// Target gives the user and host for rsync's destination.
+	Target() lease.Target
+}
+
+// Options configure a sync. Numeric zero values take the defaults; the
+// booleans are taken as given (see DefaultOptions).
+type Options struct {
+	RepoRoot    string   // local git top level
+	Workdir     string   // remote absolute dir: WorkdirFor(workRoot, leaseID, repoName)
+	Exclude     []string // sync.exclude, applied after the built-ins
+	Delete      bool     // prune files crabbox synced before that left the manifest
+	Checksum    bool     // rsync --checksum
+	Fingerprint bool     // allow skipping an unchanged sync
+	FullResync  bool     // empty the workdir first; never skip
+
+	WarnFiles, FailFiles int
+	WarnBytes, FailBytes int64
+	AllowLarge           bool // --force-sync-large / sync.allowLarge
+
+	AllowMassDeletions bool // CRABBOX_ALLOW_MASS_DELETIONS=1
+
+	Timeout time.Duration // the rsync step; 15m when zero
+	RSync   string        // rsync program; "rsync" when empty
+}
+
+// DefaultOptions returns the spec defaults: Delete and Fingerprint on,
+// 50000/150000 files, 5/20 GiB, 15m, rsync.
+func DefaultOptions() Options {
+	return Options{Delete: true, Fingerprint: true}.withDefaults()
+}
+
+func (o Options) withDefaults() Options {
+	if o.WarnFiles <= 0 {
+		o.WarnFiles = DefaultWarnFiles
+	}
+	if o.FailFiles <= 0 {
+		o.FailFiles = DefaultFailFiles
+	}
+	if o.WarnBytes <= 0 {
+		o.WarnBytes = DefaultWarnBytes
+	}
+	if o.FailBytes <= 0 {
+		o.FailBytes = DefaultFailBytes
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.RSync == "" {
+		o.RSync = "rsync"
+	}
+	return o
+}
+
+// safeRemotePath: characters that need no quoting in any rsync version's
+// remote path nor in a remote shell.
+func safeRemotePath(p string) bool {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("/._-+@,=", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func (o Options) validate() error {
+	if o.RepoRoot == "" {
+		return errors.New("sync: no repository root")
+	}
+	w := o.Workdir
+	if !path.IsAbs(w) || path.Clean(w) != w || strings.Count(w, "/") < 2 {
+		return fmt.Errorf("sync: remote workdir %q must be a clean absolute path at least two levels deep", w)
+	}
+	if !safeRemotePath(w) {
+		return fmt.Errorf("sync: remote workdir %q may only hold letters, digits and / . _ - + @ , =", w)
+	}
+	return nil
+}
+
+// Event is a progress report; Message is the full line to print.
+type Event struct {
+	Kind    string // "candidate", "warning", "skip", "phase", "heartbeat", "complete"
+	Message string
+}
+
+// Result describes a finished (or skipped) sync.
+type Result struct {
+	Files    int           `json:"files"`
+	Bytes    int64         `json:"bytes"`
+	Skipped  bool          `json:"skipped"`
+	Pruned   int           `json:"pruned"`
+	Duration time.Duration `json:"-"`
+	Phases   []Phase       `json:"phases"`
+}
+
+// Phase is the timing of one sync step.
+type Phase struct {
+	Name    string `json:"name"`
+	Ms      int64  `json:"ms"`
+	Skipped bool   `json:"skipped,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Sync makes o.Workdir on the remote hold the manifest of o.RepoRoot:
+//
+//  1. manifest (local git), then the mass-deletion and large-sync guards;
+//  2. fingerprint (local);
+//  3. prepare: ONE remote round trip that either answers "skip" (stored
+//     fingerprint equal) or resets the fingerprint, prunes and stages the
+//     new manifest;
+//  4. rsync -az --files-from=- --from0 through remote.RSH();
+//  5. finalize: ONE round trip storing the manifest and fingerprint.
+//
+// An unchanged tree costs one round trip. Failures carry exit code 6
+// (sync), except transport errors from remote, returned as they are (7).
+func Sync(ctx context.Context, r execx.Runner, remote Remote, o Options, report func(Event)) (res Result, err error) {
+	start := time.Now()
+	if report == nil {
+		report = func(Event) {}
+	}
+	o = o.withDefaults()
+	done := func(name string, t0 time.Time, note string) {
+		ms := time.Since(t0).Milliseconds()
+		res.Phases = append(res.Phases, Phase{Name: name, Ms: ms})
+		msg := fmt.Sprintf("sync phase: %s %s", name, formatDuration(time.Since(t0)))
+		if note != "" {
+			msg += " (" + note + ")"
+		}
+		report(Event{Kind: "phase", Message: msg})
+	}
+	skip := func(name, reason string) {
+		res.Phases = append(res.Phases, Phase{Name: name, Skipped: true, Reason: reason})
+		report(Event{Kind: "phase", Message: fmt.Sprintf("sync phase: %s skipped (%s)", name, reason)})
+	}
+	defer func() { res.Duration = time.Since(start) }()
+
+	if err := o.validate(); err != nil {
+		return res, exitcode.New(exitcode.Sync, err)
+	}
+	if abs, err := filepath.Abs(o.RepoRoot); err == nil {
+		o.RepoRoot = abs
+	}
+
+	// 1. Manifest and guards.
+	t0 := time.Now()
+	m, err := BuildManifest(ctx, r, o)
+	if err != nil {
+		return res, syncErr(ctx, fmt.Errorf("sync: building the manifest: %w", err))
+	}
+	res.Files, res.Bytes = len(m.Files), m.Bytes
+	done("manifest", t0, "")
+	report(Event{Kind: "candidate", Message: fmt.Sprintf("sync candidate: %d files, %s", len(m.Files), HumanSize(m.Bytes))})
+	if len(m.Skipped) > 0 {
+		report(Event{Kind: "warning", Message: fmt.Sprintf("sync warning: not syncing %d submodule/nested repository/special path(s): %s",
+			len(m.Skipped), listSome(m.Skipped, 5))})
+	}
+	if err := checkGuards(o, m, report); err != nil {
+		return res, err
+	}
+
+	// 2. Fingerprint. Computed even when skipping is disabled: its
+	// content ids let prepare defeat rsync's size+mtime quick check.
+	t0 = time.Now()
+	fp, ids, err := fingerprint(ctx, r, o, m)
+	forceChecksum := false
+	if err != nil {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		report(Event{Kind: "warning", Message: fmt.Sprintf("sync warning: no fingerprint (%v); syncing with rsync --checksum", err)})
+		fp, ids, forceChecksum = "", nil, true
+	}
+	note := ""
+	if !o.Fingerprint {
+		note = "skip disabled"
+	}
+	done("fingerprint", t0, note)
+
+	// 3. Prepare.
+	t0 = time.Now()
+	manifest := nulList(m.Files)
+	idList := nulList(ids)
+	var stdin bytes.Buffer
+	stdin.Grow(len(fp) + 2 + len(idList) + len(manifest))
+	stdin.WriteString(fp + "\n")
+	stdin.Write(idList)
+	stdin.WriteByte(0)
+	stdin.Write(manifest)
+	out, err := runScript(ctx, remote, "prepare", prepareScript, &stdin,
+		o.Workdir, flag(o.FullResync), flag(o.Fingerprint), flag(o.Delete))
+	if err != nil {
+		return res, err
+	}
+	switch verb, n := lastVerb(out); verb {
+	case "skip":
+		done("prepare", t0, "no changes")
+		skip("rsync", "no changes")
+		skip("finalize", "no changes")
+		res.Skipped = true
+		report(Event{Kind: "skip", Message: fmt.Sprintf("No changes detected, skipping sync (%s)", formatDuration(time.Since(start)))})
+		return res, nil
+	case "sync":
+		res.Pruned = n
+		note = ""
+		if n > 0 {
+			note = fmt.Sprintf("pruned %d", n)
+		}
+		done("prepare", t0, note)
+	default:
+		return res, exitcode.Errorf(exitcode.Sync, "sync: unexpected reply from the remote prepare step: %q", tail(out, 200))
+	}
+
+	// 4. rsync.
+	t0 = time.Now()
+	vanished, err := runRsync(ctx, r, remote, o, forceChecksum, manifest, report)
+	if err != nil {
+		return res, err
+	}
+	if vanished {
+		report(Event{Kind: "warning", Message: "sync warning: some files vanished while rsync ran; the next sync will not be skipped"})
+		fp = ""
+	}
+	done("rsync", t0, "")
+
+	// 5. Finalize.
+	t0 = time.Now()
+	if _, err := runScript(ctx, remote, "finalize", finalizeScript, nil, o.Workdir, fp); err != nil {
+		return res, err
+	}
+	done("finalize", t0, "")
+	report(Event{Kind: "complete", Message: fmt.Sprintf("sync complete in %s", formatDuration(time.Since(start)))})
+	return res, nil
+}
+
+func checkGuards(o Options, m *Manifest, report func(Event)) error {
+	if len(m.Deleted) >= MassDeletionThreshold && !o.AllowMassDeletions {
+		return exitcode.Errorf(exitcode.Sync,
+			"sync refused: %d tracked files are deleted locally (limit %d), e.g. %s; next_action=check `git status`, or set CRABBOX_ALLOW_MASS_DELETIONS=1 to sync anyway",
+			len(m.Deleted), MassDeletionThreshold-1, listSome(m.Deleted, 3))
+	}
+	files, size := len(m.Files), m.Bytes
+	over := files > o.FailFiles || size > o.FailBytes
+	if over && !o.AllowLarge {
+		return exitcode.Errorf(exitcode.Sync,
+			"sync candidate too large: %d files, %s (limit %d files, %s); largest dirs: %s; next_action=exclude paths with sync.exclude or .crabboxignore, or pass --force-sync-large",
+			files, HumanSize(size), o.FailFiles, HumanSize(o.FailBytes), topDirs(m, 5))
+	}
+	if over || files > o.WarnFiles || size > o.WarnBytes {
+		report(Event{Kind: "warning", Message: fmt.Sprintf(
+			"sync warning: large sync candidate: %d files, %s (warning above %d files or %s); largest dirs: %s",
+			files, HumanSize(size), o.WarnFiles, HumanSize(o.WarnBytes), topDirs(m, 5))})
+	}
+	return nil
+}
+
+// topDirs lists the n top-level entries holding the most bytes.
+func topDirs(m *Manifest, n int) string {
+	type agg struct {
+		name  string
+		files int
+		bytes int64
+	}
+	byName := map[string]*agg{}
+	for i, p := range m.Files {
+		name, _, isDir := strings.Cut(p, "/")
+		if isDir {
+			name += "/"
+		}
+		a := byName[name]
+		if a == nil {
+			a = &agg{name: name}
+			byName[name] = a
+		}
+		a.files++
+		if i < len(m.info) {
+			a.bytes += m.info[i].size
+		}
+	}
+	all := make([]*agg, 0, len(byName))
+	for _, a := range byName {
+		all = append(all, a)
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].bytes != all[j].bytes {
+			return all[i].bytes > all[j].bytes
+		}
+		if all[i].files != all[j].files {
+			return all[i].files > all[j].files
+		}
+		return all[i].name < all[j].name
+	})
+	var parts []string
+	for i, a := range all {
+		if i == n {
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s %s (%d files)", a.name, HumanSize(a.bytes), a.files))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// runScript runs `bash -c '<script>' crabbox-sync <args>` and returns its
+// stdout. A transport error comes back as is; a non-zero exit is exit 6.
+func runScript(ctx context.Context, remote Remote, step, script string, stdin io.Reader, args ...string) (string, error) {
+	var out, errb bytes.Buffer
+	cmd := "bash -c " + sshx.Quote(script) + " crabbox-sync " + sshx.QuoteArgs(args)
+	code, err := remote.Run(ctx, cmd, stdin, &out, &errb)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", err
+	}
+	if code != 0 {
+		detail := lastLines(errb.String())
+		if detail == "" {
+			detail = "no error output"
+		}
+		return "", exitcode.Errorf(exitcode.Sync, "sync %s step failed on %s (exit %d): %s; next_action=retry with --full-resync",
+			step, remote.Target().Host, code, detail)
+	}
+	return out.String(), nil
+}
+
+// runRsync sends the manifest. It reports whether rsync said some source
+// files vanished (exit 24), which is not an error.
+func runRsync(ctx context.Context, r execx.Runner, remote Remote, o Options, checksum bool, manifest []byte, report func(Event)) (bool, error) {
+	args := []string{"-az"}
+	if o.Checksum || checksum {
+		args = append(args, "--checksum")
+	}
+	args = append(args, "--files-from=-", "--from0", "-e", remote.RSH(),
+		strings.TrimRight(o.RepoRoot, "/")+"/",
+		sshx.Destination(remote.Target())+":"+o.Workdir+"/")
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		start := time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				report(Event{Kind: "heartbeat", Message: fmt.Sprintf("sync still running: rsync %s elapsed", formatDuration(time.Since(start).Truncate(time.Second)))})
+			}
+		}
+	}()
+	res, err := r.Run(ctx, execx.Cmd{Name: o.RSync, Args: args, Stdin: bytes.NewReader(manifest), Timeout: o.Timeout})
+	close(stop)
+	wg.Wait()
+	if err == nil {
+		return false, nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return false, cerr
+	}
+	var te *execx.TimeoutError
+	if errors.As(err, &te) {
+		return false, exitcode.Errorf(exitcode.Sync, "rsync timed out after %s; next_action=retry with --full-resync, or raise sync.timeout", o.Timeout)
+	}
+	var ee *execx.ExitError
+	if errors.As(err, &ee) {
+		if ee.Code == 24 {
+			return true, nil
+		}
+		detail := lastLines(string(res.Stderr))
+		if detail == "" {
+			detail = "no error output"
+		}
+		return false, exitcode.Errorf(exitcode.Sync, "rsync to %s failed (exit %d): %s; next_action=retry, or retry with --full-resync",
+			remote.Target().Host, ee.Code, detail)
+	}
+	return false, exitcode.Errorf(exitcode.Sync, "rsync: %v; next_action=check that rsync is installed locally", err)
+}
+
+// syncErr gives err exit code 6 unless it is a cancellation.
+func syncErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	return exitcode.New(exitcode.Sync, err)
+}
+
+// lastVerb finds the last "skip" or "sync N" line (shell start-up files
+// may print before the script runs).
+func lastVerb(out string) (string, int) {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(lines[i])
+		if l == "skip" {
+			return "skip", 0
+		}
+		if n, ok := strings.CutPrefix(l, "sync "); ok {
+			if v, err := strconv.Atoi(n); err == nil && v >= 0 {
+				return "sync", v
+			}
+		}
+	}
+	return "", 0
+}
+
+func nulList(files []string) []byte {
+	n := 0
+	for _, f := range files {
+		n += len(f) + 1
+	}
+	b := make([]byte, 0, n)
+	for _, f := range files {
+		b = append(b, f...)
+		b = append(b, 0)
+	}
+	return b
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// HumanSize renders n bytes as "512 B", "1.0 KiB", "12.3 MiB", ...
+func HumanSize(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	v := float64(n)
+	for _, unit := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		v /= 1024
+		if v < 1024 || unit == "TiB" {
+			return fmt.Sprintf("%.1f %s", v, unit)
+		}
+	}
+	return "" // unreachable
+}
+
+// formatDuration: milliseconds below a second, else tenths ("1.2s").
+func formatDuration(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+func listSome(items []string, n int) string {
+	q := make([]string, 0, n+1)
+	for i, s := range items {
+		if i == n {
+			q = append(q, fmt.Sprintf("… (%d more)", len(items)-n))
+			break
+		}
+		q = append(q, strconv.Quote(s))
+	}
+	return strings.Join(q, ", ")
+}
+
+// lastLines returns the last three non-empty lines of s, joined by "; ".
+func lastLines(s string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			keep = append(keep, l)
+		}
+	}
+	if len(keep) > 3 {
+		keep = keep[len(keep)-3:]
+	}
+	return tail(strings.Join(keep, "; "), 1000)
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
