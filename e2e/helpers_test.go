@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"sync"
 	"strings"
 	"testing"
 	"time"
@@ -202,4 +204,68 @@ type jsonLease struct {
 	ExpiresAt     string            `json:"expiresAt"`
 	Workspace     string            `json:"workspace"`
 	Labels        map[string]string `json:"labels"`
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// procCmdlinesContaining counts live processes whose command line contains s.
+func procCmdlinesContaining(s string) int {
+	self := strconv.Itoa(os.Getpid())
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		if e.Name() == self || e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(b, []byte(s)) {
+			n++
+		}
+	}
+	return n
+}
+
+// grepDir returns the first file under dir whose content contains s.
+func grepDir(t *testing.T, dir, s string) string {
+	t.Helper()
+	hit := ""
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || hit != "" {
+			return nil
+		}
+		if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(s)) {
+			hit = p
+		}
+		return nil
+	})
+	return hit
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
