@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,10 @@ import (
 
 // Readiness budget for a workspace to answer over SSH (spec §7.4).
 const readyTimeout = 20 * time.Minute
+
+// whoamiTTL bounds how long a cached `coder whoami` answer is reused for the
+// same Coder session.
+const whoamiTTL = 10 * time.Minute
 
 // leaseCtx is what a lease-addressing command works with: the config, the
 // Coder provider, and the process's SSH tunnels (one per workspace, D7).
@@ -64,6 +69,15 @@ func (f *Factory) openLeaseOpt(cmd *cobra.Command, assumeCoder bool) (*leaseCtx,
 		}
 	}
 	client := &coder.Client{Runner: f.Runner, CLI: cfg.Coder.CLIPath}
+	if !assumeCoder { // doctor always asks Coder for real
+		home, _ := f.Env("HOME")
+		client.Cache = &coder.WhoAmICache{
+			Path: filepath.Join(config.StateDir(f.Env), "coder", "whoami.json"),
+			Key:  coder.SessionKey(f.Env, home),
+			TTL:  whoamiTTL,
+			Now:  f.Now,
+		}
+	}
 	if !f.IO.IsStderrTTY() {
 		// Stream coder's own output as plain lines; on a terminal it is
 		// captured so the live progress line stays readable (failures

@@ -37,6 +37,9 @@ type Client struct {
 	Stdout, Stderr io.Writer
 	Timeout        time.Duration // per captured call; 0 means DefaultTimeout
 	OpTimeout      time.Duration // create/start/stop/delete; 0 means DefaultOpTimeout
+	// Cache, when set, remembers whoami across processes for the same
+	// Coder session (see WhoAmICache).
+	Cache *WhoAmICache
 
 	mu       sync.Mutex
 	whoami   *WhoAmI
@@ -171,10 +174,19 @@ func (c *Client) WhoAmI(ctx context.Context) (WhoAmI, error) {
 		}
 		return *c.whoami, nil
 	}
+	if c.Cache != nil {
+		if w, ok := c.Cache.Load(); ok {
+			c.asked, c.whoami = true, &w
+			return w, nil
+		}
+	}
 	out, err := c.capture(ctx, "coder whoami -o json failed", "whoami", "-o", "json")
 	var w WhoAmI
 	if err == nil {
 		w, err = ParseWhoAmI(out)
+	}
+	if err == nil && c.Cache != nil {
+		c.Cache.Store(w)
 	}
 	if ctx.Err() != nil && err != nil {
 		return WhoAmI{}, err

@@ -41,6 +41,8 @@ func (p *Provider) Resolve(ctx context.Context, req ResolveRequest) (*Lease, err
 	if ident == "" {
 		return nil, exitcode.Errorf(exitcode.Usage, "coder resolve requires a lease id, slug, workspace, or owner/workspace")
 	}
+	spec := p.speculate(ctx, ident, req)
+	defer spec.abandon()
 	var matched, cs []claims.Claim
 	s, err := p.inventory(ctx, func(who WhoAmI) bool {
 		matched, cs = nil, p.coderClaims(who) // read (and warned about) once
@@ -69,7 +71,89 @@ func (p *Provider) Resolve(ctx context.Context, req ResolveRequest) (*Lease, err
 	if req.Mode != Prepare {
 		return l, nil
 	}
+	if spec.confirms(l) {
+		req.Ready = nil // the tunnel opened during the listing already answered
+	} else {
+		spec.abandon()
+	}
 	return p.prepare(ctx, l, s, req)
+}
+
+// speculation is an SSH readiness wait started before the inventory listing
+// returns, for a lease whose claim already names its canonical ref and
+// workspace ID: the tunnel a warm run needs then opens while `coder list`
+// runs instead of after it. It is kept only when the listing confirms the
+// same workspace (by ID) with a ready agent; otherwise it is cancelled and
+// the ordinary path runs. `coder ssh` may start a stopped workspace, so this
+// is only done in Prepare mode, which starts it anyway, and never when the
+// claim belongs to another repository (refused before any mutation).
+type speculation struct {
+	workspaceID string
+	cancel      context.CancelFunc
+	done        chan error
+	err         error
+	finished    bool
+}
+
+func (p *Provider) speculate(ctx context.Context, ident string, req ResolveRequest) *speculation {
+	if req.Mode != Prepare || req.Ready == nil {
+		return nil
+	}
+	list, _, err := p.Claims.List()
+	if err != nil {
+		return nil
+	}
+	var hit *claims.Claim
+	for i := range list {
+		c := &list[i]
+		if c.Provider != ProviderName || !p.claimMatchesIdent(*c, ident) {
+			continue
+		}
+		if hit != nil { // ambiguous: let the ordinary path explain
+			return nil
+		}
+		hit = c
+	}
+	if hit == nil || hit.WorkspaceID == "" || !strings.Contains(hit.CloudID, "/") || !strings.EqualFold(hit.Labels["state"], StateReady) {
+		return nil
+	}
+	if hit.RepoRoot != "" && req.RepoRoot != "" && !req.Reclaim && !sameDir(hit.RepoRoot, req.RepoRoot) {
+		return nil
+	}
+	l, err := p.buildLease(nil, hit)
+	if err != nil {
+		return nil
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	sp := &speculation{workspaceID: hit.WorkspaceID, cancel: cancel, done: make(chan error, 1)}
+	go func() { sp.done <- req.Ready(sctx, l) }()
+	return sp
+}
+
+// confirms waits for the speculative wait when l is the same, ready
+// workspace, and reports whether it succeeded.
+func (sp *speculation) confirms(l *Lease) bool {
+	if sp == nil || !l.Ready || l.WorkspaceID != sp.workspaceID {
+		return false
+	}
+	sp.wait()
+	return sp.err == nil
+}
+
+// abandon cancels the speculative wait and waits for it to stop.
+func (sp *speculation) abandon() {
+	if sp == nil {
+		return
+	}
+	sp.cancel()
+	sp.wait()
+}
+
+func (sp *speculation) wait() {
+	if !sp.finished {
+		sp.err = <-sp.done
+		sp.finished = true
+	}
 }
 
 // pick selects the workspace (spec §9.8 step 2).

@@ -70,10 +70,15 @@ type Progress struct {
 	stop    chan struct{}
 	done    chan struct{}
 	stopped bool
+	shown   bool
 }
 
 // PlainInterval is how often a non-terminal progress line repeats.
 var PlainInterval = 15 * time.Second
+
+// ProgressDelay is how long a step runs before its progress is shown; a
+// step that finishes sooner prints nothing.
+var ProgressDelay = time.Second
 
 // StartProgress begins reporting label (e.g. "waiting for workspace agent").
 func (s *IOStreams) StartProgress(label string) *Progress {
@@ -81,11 +86,18 @@ func (s *IOStreams) StartProgress(label string) *Progress {
 	interval := PlainInterval
 	if s.stderrTTY {
 		interval = 200 * time.Millisecond
-	} else {
-		p.plain("")
 	}
 	go func() {
 		defer close(p.done)
+		select {
+		case <-p.stop:
+			return
+		case <-time.After(ProgressDelay):
+		}
+		p.mu.Lock()
+		p.shown = true
+		p.mu.Unlock()
+		p.tick()
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
@@ -146,6 +158,9 @@ func (p *Progress) Done(err error) time.Duration {
 	close(p.stop)
 	<-p.done
 	d := p.s.now().Sub(p.start)
+	if !p.shown {
+		return d
+	}
 	word := "done in"
 	if err != nil {
 		word = "failed after"
