@@ -37,6 +37,11 @@ test: lab-setup
 demo: build lab-setup
 	scripts/demo.sh
 
+# Interleaved A/B pairs against the raw floor on a private lab; prints
+# medians and ratios (numbers in docs/performance.md).
+bench: lab-setup
+	$(GO) run ./bench
+
 # Each fuzz target for FUZZTIME (default 30s); `make test` runs their seed
 # corpora as ordinary tests.
 fuzz:

@@ -182,6 +182,16 @@ func (lc *leaseCtx) ready(ctx context.Context, l *coder.Lease) error {
 	return err
 }
 
+// open is the coder ResolveRequest.Open hook: for a lease believed ready,
+// only open the process's tunnel (no separate ready-check round trip).
+func (lc *leaseCtx) open(ctx context.Context, l *coder.Lease) error {
+	s, err := lc.session(l)
+	if err != nil {
+		return err
+	}
+	return s.Open(ctx)
+}
+
 // probe runs one bounded ready check (status/inspect).
 func (lc *leaseCtx) probe(ctx context.Context, l *coder.Lease, timeout time.Duration) bool {
 	s, err := lc.session(l)

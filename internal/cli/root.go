@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,6 +29,9 @@ type Factory struct {
 	Runner execx.Runner
 	Now    func() time.Time
 	Getwd  func() (string, error)
+
+	rootOnce sync.Once
+	root     string
 }
 
 // SystemFactory wires the real process environment.
@@ -124,7 +128,13 @@ func usageErr(format string, args ...any) error {
 }
 
 // repoRoot returns the git top-level of the working directory, or "".
+// It is asked once per process.
 func (f *Factory) repoRoot(ctx context.Context) string {
+	f.rootOnce.Do(func() { f.root = f.findRepoRoot(ctx) })
+	return f.root
+}
+
+func (f *Factory) findRepoRoot(ctx context.Context) string {
 	dir, err := f.Getwd()
 	if err != nil {
 		return ""

@@ -20,6 +20,7 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/envfwd"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/lease"
+	"github.com/crabbox-dev/crabbox/internal/leaselock"
 	"github.com/crabbox-dev/crabbox/internal/results"
 	"github.com/crabbox-dev/crabbox/internal/runs"
 	"github.com/crabbox-dev/crabbox/internal/sshx"
@@ -198,6 +199,18 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 // failures.
 func (rs *runState) execute(ctx context.Context, slug string, vars map[string]string) (int, error) {
 	f, o, lc := rs.f, rs.o, rs.lc
+	so := syncer.Options{
+		RepoRoot: lc.repoRoot, Exclude: lc.cfg.Sync.Exclude,
+		Delete: lc.cfg.Sync.Delete, Checksum: lc.cfg.Sync.Checksum || o.checksum,
+		Fingerprint: lc.cfg.Sync.Fingerprint, FullResync: o.fullResync,
+		WarnFiles: lc.cfg.Sync.WarnFiles, FailFiles: lc.cfg.Sync.FailFiles,
+		WarnBytes: lc.cfg.Sync.WarnBytes, FailBytes: lc.cfg.Sync.FailBytes,
+		AllowLarge: lc.cfg.Sync.AllowLarge || o.forceSyncLarge, AllowMassDeletions: lc.cfg.Sync.AllowMassDeletions,
+		Timeout: lc.cfg.Sync.Timeout,
+	}
+	// The scan (manifest, fingerprint) runs after the lease: run beside the
+	// coder CLI calls it competes for CPU and made warm runs slower on a
+	// 2-core machine (measured).
 	leaseStart := f.Now()
 	var err error
 	if rs.fresh {
@@ -206,7 +219,7 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 		})
 	} else {
 		rs.lease, err = lc.provider.Resolve(ctx, coder.ResolveRequest{
-			Ident: o.id, Mode: coder.Prepare, RepoRoot: lc.repoRoot, Reclaim: o.reclaim, Ready: lc.ready,
+			Ident: o.id, Mode: coder.Prepare, RepoRoot: lc.repoRoot, Reclaim: o.reclaim, Ready: lc.ready, Open: lc.open,
 		})
 	}
 	lc.endProgress(err)
@@ -219,6 +232,18 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 	if err != nil {
 		return -1, err
 	}
+	// One run at a time per lease: the sync and the command see a tree no
+	// other run is changing.
+	lock, err := leaselock.Acquire(ctx, config.StateDir(f.Env), l.ID, func() {
+		fmt.Fprintf(f.IO.ErrOut, "waiting for lease %s: another crabbox run on this machine is using it\n", l.ID)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return 130, context.Canceled
+		}
+		return -1, err
+	}
+	defer lock.Release()
 	repoName := syncer.RepoName(ctx, f.Runner, lc.repoRoot)
 	workdir := syncer.WorkdirFor(lc.cfg.Coder.WorkRoot, l.ID, repoName)
 	rs.update(func(r *runs.Record) {
@@ -229,20 +254,20 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 		rs.runID, l.ID, dash(l.Slug), l.Ref, l.Target.User, l.Target.Host, workdir)
 
 	if !o.noSync {
-		so := syncer.Options{
-			RepoRoot: lc.repoRoot, Workdir: workdir, Exclude: lc.cfg.Sync.Exclude,
-			Delete: lc.cfg.Sync.Delete, Checksum: lc.cfg.Sync.Checksum || o.checksum,
-			Fingerprint: lc.cfg.Sync.Fingerprint, FullResync: o.fullResync,
-			WarnFiles: lc.cfg.Sync.WarnFiles, FailFiles: lc.cfg.Sync.FailFiles,
-			WarnBytes: lc.cfg.Sync.WarnBytes, FailBytes: lc.cfg.Sync.FailBytes,
-			AllowLarge: lc.cfg.Sync.AllowLarge || o.forceSyncLarge, AllowMassDeletions: lc.cfg.Sync.AllowMassDeletions,
-			Timeout: lc.cfg.Sync.Timeout,
-		}
-		res, err := syncer.Sync(ctx, f.Runner, sess, so, func(e syncer.Event) {
+		so.Workdir = workdir
+		report := func(e syncer.Event) {
 			if e.Kind != "phase" {
 				fmt.Fprintln(f.IO.ErrOut, e.Message)
 			}
-		})
+		}
+		res, err := syncer.Sync(ctx, f.Runner, sess, so, report)
+		if err != nil && exitcode.Code(err) == exitcode.Transport && ctx.Err() == nil {
+			// The sync protocol is idempotent (the remote fingerprint is
+			// dropped before anything changes), so a dropped tunnel is
+			// retried once over a fresh one.
+			fmt.Fprintf(f.IO.ErrOut, "sync: %v; retrying once over a new tunnel\n", err)
+			res, err = syncer.Sync(ctx, f.Runner, sess, so, report)
+		}
 		rs.timing["syncMs"], rs.timing["syncSkipped"], rs.timing["syncPhases"] = res.Duration.Milliseconds(), res.Skipped, res.Phases
 		rs.update(func(r *runs.Record) {
 			r.SyncSkipped = res.Skipped

@@ -33,6 +33,11 @@ type ResolveRequest struct {
 	RepoRoot string // Prepare: the repo to claim for
 	Reclaim  bool
 	Ready    ReadyFunc // Prepare: SSH readiness wait
+	// Open, when set, is used instead of Ready for the speculative tunnel
+	// of a lease whose claim says it is ready (e.g. open the tunnel without
+	// a separate ready-check round trip). It is kept only when the listing
+	// confirms the workspace is ready.
+	Open ReadyFunc
 }
 
 // Resolve finds the workspace for req.Ident (spec §9.8 with D4/D6).
@@ -126,7 +131,11 @@ func (p *Provider) speculate(ctx context.Context, ident string, req ResolveReque
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	sp := &speculation{workspaceID: hit.WorkspaceID, cancel: cancel, done: make(chan error, 1)}
-	go func() { sp.done <- req.Ready(sctx, l) }()
+	open := req.Open
+	if open == nil {
+		open = req.Ready
+	}
+	go func() { sp.done <- open(sctx, l) }()
 	return sp
 }
 

@@ -143,24 +143,97 @@ type Phase struct {
 	Reason  string `json:"reason,omitempty"`
 }
 
-// Sync makes o.Workdir on the remote hold the manifest of o.RepoRoot:
-//
-//  1. manifest (local git), then the mass-deletion and large-sync guards;
-//  2. fingerprint (local);
-//  3. prepare: ONE remote round trip that either answers "skip" (stored
-//     fingerprint equal) or resets the fingerprint, prunes and stages the
-//     new manifest;
-//  4. rsync -az --files-from=- --from0 through remote.RSH();
-//  5. finalize: ONE round trip storing the manifest and fingerprint.
-//
-// An unchanged tree costs one round trip. Failures carry exit code 6
-// (sync), except transport errors from remote, returned as they are (7).
-func Sync(ctx context.Context, r execx.Runner, remote Remote, o Options, report func(Event)) (res Result, err error) {
+// Sync sends the working tree to remote: Scan, then Send.
+func Sync(ctx context.Context, r execx.Runner, remote Remote, o Options, report func(Event)) (Result, error) {
+	return Send(ctx, r, remote, o, Scan(ctx, r, o), report)
+}
+
+// Plan is the local half of a sync: the manifest, the guards' verdict and
+// the fingerprint. It needs no remote, so a caller can compute it while the
+// workspace is still being resolved, then hand it to Send.
+type Plan struct {
+	m             *Manifest
+	fp            string
+	ids           []string
+	forceChecksum bool
+	events        []Event
+	phases        []Phase
+	took          time.Duration
+	err           error
+}
+
+// Scan builds the manifest, applies the large-sync and mass-deletion
+// guards, and computes the fingerprint. Only o's local fields are used
+// (RepoRoot, Exclude, limits, Checksum, Delete, AllowLarge,
+// AllowMassDeletions); errors are kept in the Plan for Send to return.
+func Scan(ctx context.Context, r execx.Runner, o Options) *Plan {
+	start := time.Now()
+	p := &Plan{}
+	defer func() { p.took = time.Since(start) }()
+	o = o.withDefaults()
+	report := func(e Event) { p.events = append(p.events, e) }
+	done := func(name string, t0 time.Time, note string) {
+		p.phases = append(p.phases, Phase{Name: name, Ms: time.Since(t0).Milliseconds()})
+		msg := fmt.Sprintf("sync phase: %s %s", name, formatDuration(time.Since(t0)))
+		if note != "" {
+			msg += " (" + note + ")"
+		}
+		report(Event{Kind: "phase", Message: msg})
+	}
+	if abs, err := filepath.Abs(o.RepoRoot); err == nil {
+		o.RepoRoot = abs
+	}
+
+	// 1. Manifest and guards.
+	t0 := time.Now()
+	m, err := BuildManifest(ctx, r, o)
+	if err != nil {
+		p.err = syncErr(ctx, fmt.Errorf("sync: building the manifest: %w", err))
+		return p
+	}
+	p.m = m
+	done("manifest", t0, "")
+	report(Event{Kind: "candidate", Message: fmt.Sprintf("sync candidate: %d files, %s", len(m.Files), HumanSize(m.Bytes))})
+	if len(m.Skipped) > 0 {
+		report(Event{Kind: "warning", Message: fmt.Sprintf("sync warning: not syncing %d submodule/nested repository/special path(s): %s",
+			len(m.Skipped), listSome(m.Skipped, 5))})
+	}
+	if err := checkGuards(o, m, report); err != nil {
+		p.err = err
+		return p
+	}
+
+	// 2. Fingerprint. Computed even when skipping is disabled: its
+	// content ids let prepare defeat rsync's size+mtime quick check.
+	t0 = time.Now()
+	p.fp, p.ids, err = fingerprint(ctx, r, o, m)
+	if err != nil {
+		if ctx.Err() != nil {
+			p.err = ctx.Err()
+			return p
+		}
+		report(Event{Kind: "warning", Message: fmt.Sprintf("sync warning: no fingerprint (%v); syncing with rsync --checksum", err)})
+		p.fp, p.ids, p.forceChecksum = "", nil, true
+	}
+	note := ""
+	if !o.Fingerprint {
+		note = "skip disabled"
+	}
+	done("fingerprint", t0, note)
+	return p
+}
+
+// Send replays the plan's events, then runs the remote half: prepare
+// (skip when the fingerprint matches), rsync, finalize. Result.Duration
+// counts the plan's own time plus the remote steps.
+func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan, report func(Event)) (res Result, err error) {
 	start := time.Now()
 	if report == nil {
 		report = func(Event) {}
 	}
 	o = o.withDefaults()
+	elapsed := func() time.Duration { return p.took + time.Since(start) }
+	defer func() { res.Duration = elapsed() }()
 	done := func(name string, t0 time.Time, note string) {
 		ms := time.Since(t0).Milliseconds()
 		res.Phases = append(res.Phases, Phase{Name: name, Ms: ms})
@@ -174,52 +247,24 @@ func Sync(ctx context.Context, r execx.Runner, remote Remote, o Options, report 
 		res.Phases = append(res.Phases, Phase{Name: name, Skipped: true, Reason: reason})
 		report(Event{Kind: "phase", Message: fmt.Sprintf("sync phase: %s skipped (%s)", name, reason)})
 	}
-	defer func() { res.Duration = time.Since(start) }()
-
+	for _, e := range p.events {
+		report(e)
+	}
+	res.Phases = append(res.Phases, p.phases...)
+	if p.err != nil {
+		return res, p.err
+	}
 	if err := o.validate(); err != nil {
 		return res, exitcode.New(exitcode.Sync, err)
 	}
 	if abs, err := filepath.Abs(o.RepoRoot); err == nil {
 		o.RepoRoot = abs
 	}
-
-	// 1. Manifest and guards.
-	t0 := time.Now()
-	m, err := BuildManifest(ctx, r, o)
-	if err != nil {
-		return res, syncErr(ctx, fmt.Errorf("sync: building the manifest: %w", err))
-	}
+	m, fp, ids := p.m, p.fp, p.ids
 	res.Files, res.Bytes = len(m.Files), m.Bytes
-	done("manifest", t0, "")
-	report(Event{Kind: "candidate", Message: fmt.Sprintf("sync candidate: %d files, %s", len(m.Files), HumanSize(m.Bytes))})
-	if len(m.Skipped) > 0 {
-		report(Event{Kind: "warning", Message: fmt.Sprintf("sync warning: not syncing %d submodule/nested repository/special path(s): %s",
-			len(m.Skipped), listSome(m.Skipped, 5))})
-	}
-	if err := checkGuards(o, m, report); err != nil {
-		return res, err
-	}
-
-	// 2. Fingerprint. Computed even when skipping is disabled: its
-	// content ids let prepare defeat rsync's size+mtime quick check.
-	t0 = time.Now()
-	fp, ids, err := fingerprint(ctx, r, o, m)
-	forceChecksum := false
-	if err != nil {
-		if ctx.Err() != nil {
-			return res, ctx.Err()
-		}
-		report(Event{Kind: "warning", Message: fmt.Sprintf("sync warning: no fingerprint (%v); syncing with rsync --checksum", err)})
-		fp, ids, forceChecksum = "", nil, true
-	}
-	note := ""
-	if !o.Fingerprint {
-		note = "skip disabled"
-	}
-	done("fingerprint", t0, note)
 
 	// 3. Prepare.
-	t0 = time.Now()
+	t0 := time.Now()
 	manifest := nulList(m.Files)
 	idList := nulList(ids)
 	var stdin bytes.Buffer
@@ -233,17 +278,17 @@ func Sync(ctx context.Context, r execx.Runner, remote Remote, o Options, report 
 	if err != nil {
 		return res, err
 	}
+	note := ""
 	switch verb, n := lastVerb(out); verb {
 	case "skip":
 		done("prepare", t0, "no changes")
 		skip("rsync", "no changes")
 		skip("finalize", "no changes")
 		res.Skipped = true
-		report(Event{Kind: "skip", Message: fmt.Sprintf("No changes detected, skipping sync (%s)", formatDuration(time.Since(start)))})
+		report(Event{Kind: "skip", Message: fmt.Sprintf("No changes detected, skipping sync (%s)", formatDuration(elapsed()))})
 		return res, nil
 	case "sync":
 		res.Pruned = n
-		note = ""
 		if n > 0 {
 			note = fmt.Sprintf("pruned %d", n)
 		}
@@ -254,7 +299,7 @@ func Sync(ctx context.Context, r execx.Runner, remote Remote, o Options, report 
 
 	// 4. rsync.
 	t0 = time.Now()
-	vanished, err := runRsync(ctx, r, remote, o, forceChecksum, manifest, report)
+	vanished, err := runRsync(ctx, r, remote, o, p.forceChecksum, manifest, report)
 	if err != nil {
 		return res, err
 	}
@@ -270,7 +315,7 @@ func Sync(ctx context.Context, r execx.Runner, remote Remote, o Options, report 
 		return res, err
 	}
 	done("finalize", t0, "")
-	report(Event{Kind: "complete", Message: fmt.Sprintf("sync complete in %s", formatDuration(time.Since(start)))})
+	report(Event{Kind: "complete", Message: fmt.Sprintf("sync complete in %s", formatDuration(elapsed()))})
 	return res, nil
 }
 
