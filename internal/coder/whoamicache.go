@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/crabbox-dev/crabbox/internal/fsx"
 )
 
 // WhoAmICache remembers `coder whoami` across crabbox processes. Each
@@ -91,14 +93,5 @@ func (c *WhoAmICache) Store(w WhoAmI) {
 	if err := os.MkdirAll(filepath.Dir(c.Path), 0o700); err != nil {
 		return
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(c.Path), ".whoami-*")
-	if err != nil {
-		return
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil || tmp.Chmod(0o600) != nil || tmp.Close() != nil {
-		tmp.Close()
-		return
-	}
-	os.Rename(tmp.Name(), c.Path)
+	_ = fsx.WriteFileAtomic(c.Path, b, 0o600)
 }

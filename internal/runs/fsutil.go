@@ -1,10 +1,11 @@
 package runs
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/crabbox-dev/crabbox/internal/fsx"
 )
 
 const (
@@ -34,47 +35,9 @@ func ensureDir(dir string) error {
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return err
-	}
-	return nil
-}
+func syncDir(dir string) error { return fsx.SyncDir(dir) }
 
-// writeAtomic writes data to path through a temp file ".<name>.tmp-*" in the
-// same directory: chmod 0600, write, fsync, rename over, fsync the dir.
-func writeAtomic(path string, data []byte) (err error) {
-	dir, name := filepath.Split(path)
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmpName := tmp.Name()
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmpName)
-		}
-	}()
-	if err = tmp.Chmod(fileMode); err != nil {
-		return err
-	}
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmpName, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+// writeAtomic writes data to path atomically and durably (mode 0600).
+func writeAtomic(path string, data []byte) error {
+	return fsx.WriteFileAtomic(path, data, fileMode)
 }
