@@ -14,6 +14,7 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/coder"
 	"github.com/crabbox-dev/crabbox/internal/config"
 	"github.com/crabbox-dev/crabbox/internal/iostreams"
+	"github.com/crabbox-dev/crabbox/internal/lease"
 	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
@@ -223,6 +224,28 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// openNamedLease is the preamble of the commands that address one lease:
+// the identifier (--id or the one argument), then openLease.
+func (f *Factory) openNamedLease(cmd *cobra.Command, id string, args []string) (*leaseCtx, string, error) {
+	ident, err := leaseIdent(id, args)
+	if err != nil {
+		return nil, "", err
+	}
+	lc, err := f.openLease(cmd)
+	if err != nil {
+		return nil, "", err
+	}
+	return lc, ident, nil
+}
+
+// slugFlag validates --slug when it was given ("" otherwise).
+func slugFlag(cmd *cobra.Command, raw string) (string, error) {
+	if !cmd.Flags().Changed("slug") {
+		return "", nil
+	}
+	return lease.ValidateSlug(raw)
 }
 
 // leaseIdent returns the lease named by --id or the one positional arg.

@@ -74,11 +74,7 @@ EXIT STATUS
   5  not found, ambiguous or timed out waiting`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ident, err := leaseIdent(id, args)
-			if err != nil {
-				return err
-			}
-			lc, err := f.openLease(cmd)
+			lc, ident, err := f.openNamedLease(cmd, id, args)
 			if err != nil {
 				return err
 			}
@@ -121,11 +117,7 @@ EXIT STATUS
   other: the coder CLI's own exit code when 'coder stop/delete' fails`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ident, err := leaseIdent(id, args)
-			if err != nil {
-				return err
-			}
-			lc, err := f.openLease(cmd)
+			lc, ident, err := f.openNamedLease(cmd, id, args)
 			if err != nil {
 				return err
 			}

@@ -166,13 +166,9 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 	if err := validateRunOptions(cmd, o); err != nil {
 		return err
 	}
-	slug := ""
-	if cmd.Flags().Changed("slug") {
-		s, err := lease.ValidateSlug(o.slug)
-		if err != nil {
-			return err
-		}
-		slug = s
+	slug, err := slugFlag(cmd, o.slug)
+	if err != nil {
+		return err
 	}
 	lc, err := f.openLease(cmd)
 	if err != nil {

@@ -49,11 +49,7 @@ EXIT STATUS
   5  not found, ambiguous, terminal before ready, or timed out waiting`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ident, err := leaseIdent(o.id, args)
-			if err != nil {
-				return err
-			}
-			lc, err := f.openLease(cmd)
+			lc, ident, err := f.openNamedLease(cmd, o.id, args)
 			if err != nil {
 				return err
 			}
@@ -140,11 +136,7 @@ EXIT STATUS
   5  not found or ambiguous`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ident, err := leaseIdent(id, args)
-			if err != nil {
-				return err
-			}
-			lc, err := f.openLease(cmd)
+			lc, ident, err := f.openNamedLease(cmd, id, args)
 			if err != nil {
 				return err
 			}

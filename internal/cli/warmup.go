@@ -9,7 +9,6 @@ import (
 
 	"github.com/crabbox-dev/crabbox/internal/coder"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
-	"github.com/crabbox-dev/crabbox/internal/lease"
 )
 
 type warmupOptions struct {
@@ -63,13 +62,9 @@ func runWarmup(f *Factory, cmd *cobra.Command, o *warmupOptions) error {
 	if o.leaseID != "" {
 		return usageErr("provider=coder does not support fixed idempotent lease IDs (--lease-id)")
 	}
-	slug := ""
-	if cmd.Flags().Changed("slug") {
-		s, err := lease.ValidateSlug(o.slug)
-		if err != nil {
-			return err
-		}
-		slug = s
+	slug, err := slugFlag(cmd, o.slug)
+	if err != nil {
+		return err
 	}
 	lc, err := f.openLease(cmd)
 	if err != nil {
