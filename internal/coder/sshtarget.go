@@ -104,8 +104,9 @@ func ProxyCommand(cliPath, wait, ref string) string {
 	if wait == "" {
 		wait = DefaultWait
 	}
-	cmd := ShellQuote(cliPath) + " ssh --stdio --wait " + ShellQuote(wait) + " " + ShellQuote(ref)
-	return strings.ReplaceAll(cmd, "%", "%%")
+	// Not %-escaped here: sshx escapes ssh's % tokens once, where the
+	// option is written.
+	return ShellQuote(cliPath) + " ssh --stdio --wait " + ShellQuote(wait) + " " + ShellQuote(ref)
 }
 
 // ShellQuote single-quotes s for a POSIX shell (' becomes '\”).

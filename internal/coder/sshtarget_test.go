@@ -28,7 +28,7 @@ func TestProxyCommand(t *testing.T) {
 	if got := ProxyCommand("/it's/coder", "auto", "x"); got != `'/it'\''s/coder' ssh --stdio --wait 'auto' 'x'` {
 		t.Errorf("quote: %s", got)
 	}
-	if got := ProxyCommand("/tmp/100%/coder", "yes", "x"); got != `'/tmp/100%%/coder' ssh --stdio --wait 'yes' 'x'` {
+	if got := ProxyCommand("/tmp/100%/coder", "yes", "x"); got != `'/tmp/100%/coder' ssh --stdio --wait 'yes' 'x'` {
 		t.Errorf("percent: %s", got)
 	}
 	for _, tok := range []string{"token", "session"} {

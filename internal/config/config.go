@@ -297,6 +297,11 @@ func finish(d *keyDef, v any, env Env) (any, error) {
 // parseText parses an env or flag value (or a YAML scalar when yamlInt says
 // whether it was tagged as an integer) for any non-bool kind.
 func parseText(d *keyDef, raw string, yamlInt bool) (any, error) {
+	// A NUL (possible in YAML as "\0") cannot reach a program argument,
+	// a path or an environment variable literally.
+	if strings.ContainsRune(raw, 0) {
+		return nil, fmt.Errorf("must not contain a NUL byte (got %q)", raw)
+	}
 	switch d.Kind {
 	case KindString, KindEnum:
 		return raw, nil
@@ -304,7 +309,7 @@ func parseText(d *keyDef, raw string, yamlInt bool) (any, error) {
 		s := strings.TrimSpace(raw)
 		if yamlInt {
 			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil || n > int64(1<<62/time.Second) {
+			if err != nil || n > int64(1<<62/time.Second) || n < -int64(1<<62/time.Second) {
 				return nil, fmt.Errorf("must be a duration such as 30m (got %q)", raw)
 			}
 			return time.Duration(n) * time.Second, nil

@@ -71,7 +71,19 @@ func checkAbsPath(v any) (any, error) {
 	if !strings.HasPrefix(s, "/") {
 		return nil, fmt.Errorf("must be an absolute path (got %q)", s)
 	}
+	// The remote work dir is an rsync destination and appears in remote
+	// shell commands: refuse up front (exit 2, before any workspace is
+	// created) what the sync would refuse later.
+	if i := strings.IndexFunc(s, func(r rune) bool { return !workRootChar(r) }); i >= 0 {
+		return nil, fmt.Errorf("may only hold letters, digits and / . _ - + @ , = (got %q)", s)
+	}
 	return path.Clean(s), nil
+}
+
+// workRootChar: the characters a remote work root may hold (the sync's
+// safe remote path set).
+func workRootChar(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("/._-+@,=", r)
 }
 
 // tooBroadRoots are remote directories a work root must never be.

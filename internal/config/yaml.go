@@ -109,6 +109,9 @@ func parseFileValue(d *keyDef, n *yaml.Node) (any, error) {
 				if e.Kind != yaml.ScalarNode {
 					return nil, fmt.Errorf("must be a list of strings")
 				}
+				if strings.ContainsRune(e.Value, 0) {
+					return nil, fmt.Errorf("must not contain a NUL byte (got %q)", e.Value)
+				}
 				s := strings.TrimSpace(e.Value)
 				if isNull(e) {
 					s = ""

@@ -81,8 +81,8 @@ func (a Allowlist) Select(environ []string) map[string]string {
 
 // ParseProfile reads KEY=value / export KEY=value lines (# comments,
 // single and double quotes with \" and \\ escapes in double quotes). Lines
-// whose value contains $( or a backtick, unquoted spaces, or a bad name are
-// skipped and reported in skipped (names only, never values).
+// whose value contains $( or a backtick, a NUL byte, unquoted spaces, or a
+// bad name are skipped and reported in skipped (names only, never values).
 func ParseProfile(data string) (vars map[string]string, skipped []string) {
 	vars = map[string]string{}
 	sc := bufio.NewScanner(strings.NewReader(data))
@@ -102,7 +102,9 @@ func ParseProfile(data string) (vars map[string]string, skipped []string) {
 			continue
 		}
 		val, ok := unquote(v)
-		if !ok || strings.Contains(val, "$(") || strings.Contains(val, "`") {
+		// A NUL cannot be held by an environment variable (bash drops it
+		// when sourcing), so the value would not arrive literally.
+		if !ok || strings.Contains(val, "$(") || strings.Contains(val, "`") || strings.ContainsRune(val, 0) {
 			skipped = append(skipped, k)
 			continue
 		}

@@ -50,7 +50,7 @@ func Errorf(code int, format string, args ...any) error {
 // Silent is an exit code whose message has already been shown.
 func Silent(code int) error { return &Error{Code: code} }
 
-// Code returns the exit code err carries: 0 for nil, the innermost-first
+// Code returns the exit code err carries: 0 for nil, the outermost
 // wrapped *Error's code when there is one, else 1.
 func Code(err error) int {
 	if err == nil {

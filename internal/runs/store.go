@@ -237,6 +237,14 @@ func readRecord(dir, id string) (*Record, error) {
 	if !ValidState(rec.State) {
 		return nil, fmt.Errorf("invalid %s: state %q", RecordName, rec.State)
 	}
+	// Times are kept and rewritten in UTC, and JSON holds years 0-9999
+	// only: a time outside that range once in UTC (e.g.
+	// 9999-12-31T23:59:59-23:59) would make the record unprintable.
+	for _, tm := range []time.Time{rec.StartedAt, rec.EndedAt} {
+		if y := tm.UTC().Year(); y < 0 || y > 9999 {
+			return nil, fmt.Errorf("invalid %s: time %s out of range", RecordName, tm.Format(time.RFC3339))
+		}
+	}
 	return &rec, nil
 }
 
