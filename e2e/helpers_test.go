@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -268,4 +269,189 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// proc is a crabbox process started in the background (kills, concurrency).
+type proc struct {
+	t       *testing.T
+	args    []string
+	cmd     *exec.Cmd
+	out     *syncBuffer
+	errb    *syncBuffer
+	done    chan struct{}
+	err     error
+	cancel  context.CancelFunc
+	started time.Time
+}
+
+// start runs crabbox in the scratch repo (or dir, when not empty) without
+// waiting for it.
+func (w *world) start(dir string, extra []string, args ...string) *proc {
+	w.t.Helper()
+	if dir == "" {
+		dir = w.repo
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	cmd := exec.CommandContext(ctx, lab.Crabbox, args...)
+	cmd.Dir = dir
+	cmd.Env = append(append([]string(nil), w.env...), extra...)
+	cmd.WaitDelay = 5 * time.Second
+	p := &proc{t: w.t, args: args, cmd: cmd, out: &syncBuffer{}, errb: &syncBuffer{}, done: make(chan struct{}), cancel: cancel, started: time.Now()}
+	cmd.Stdout, cmd.Stderr = p.out, p.errb
+	if err := cmd.Start(); err != nil {
+		cancel()
+		w.t.Fatalf("starting crabbox %v: %v", args, err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		cancel()
+		close(p.done)
+	}()
+	w.t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// wait waits for the process (bounded) and returns its result.
+func (p *proc) wait(timeout time.Duration) result {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.cmd.Process.Kill()
+		<-p.done
+		p.t.Fatalf("crabbox %v still running after %s\nstderr:\n%s", p.args, timeout, p.errb.String())
+	}
+	r := result{stdout: p.out.String(), stderr: p.errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case p.err == nil:
+	case errors.As(p.err, &ee):
+		r.code = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			r.code = 128 + int(ws.Signal())
+		}
+	default:
+		p.t.Fatalf("crabbox %v: %v", p.args, p.err)
+	}
+	p.t.Logf("$ crabbox %s -> exit %d (%s)\n%s%s", strings.Join(p.args, " "), r.code, time.Since(p.started).Round(time.Millisecond), r.stdout, r.stderr)
+	return r
+}
+
+// kill sends SIGKILL to crabbox itself (not to its children, which live
+// in their own process groups, as they would after a real `kill -9`).
+func (p *proc) kill() result {
+	p.t.Helper()
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	return p.wait(30 * time.Second)
+}
+
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitUntil polls cond every 50 ms until it holds, failing the test after
+// timeout (or when the process ends first).
+func waitUntil(t *testing.T, timeout time.Duration, what string, p *proc, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if p != nil && p.exited() {
+			t.Fatalf("crabbox %v ended before %s\nstdout:\n%s\nstderr:\n%s", p.args, what, p.out.String(), p.errb.String())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// claimsJSON is `crabbox claims list --json` (it must exit 0: no corrupted
+// claim file).
+type claimsOut struct {
+	Claims []struct {
+		LeaseID  string `json:"leaseId"`
+		Slug     string `json:"slug"`
+		RepoRoot string `json:"repoRoot"`
+	} `json:"claims"`
+	Problems []struct{ File, Code, Message string } `json:"problems"`
+}
+
+func (w *world) claims() claimsOut {
+	w.t.Helper()
+	r := w.crabbox("claims", "list", "--json")
+	if r.code != 0 {
+		w.t.Fatalf("claims list: exit %d (corrupted claim?)\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	return decodeJSON[claimsOut](w.t, r.stdout)
+}
+
+// hasClaim reports whether a claim for leaseID exists.
+func (w *world) hasClaim(leaseID string) bool {
+	for _, c := range w.claims().Claims {
+		if c.LeaseID == leaseID {
+			return true
+		}
+	}
+	return false
+}
+
+// claimPath is the claim file of a lease.
+func (w *world) claimPath(leaseID string) string {
+	return filepath.Join(w.home, ".local", "state", "crabbox", "claims", leaseID+".json")
+}
+
+// expireClaim makes a claim expired and not kept, so cleanup acts on it.
+func (w *world) expireClaim(leaseID string) {
+	w.t.Helper()
+	data, err := os.ReadFile(w.claimPath(leaseID))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var claim map[string]any
+	if err := json.Unmarshal(data, &claim); err != nil {
+		w.t.Fatal(err)
+	}
+	claim["lastUsedAt"] = time.Now().Add(-48 * time.Hour).UTC().Format(time.RFC3339)
+	claim["labels"].(map[string]any)["keep"] = "false"
+	data, _ = json.MarshalIndent(claim, "", "  ")
+	if err := os.WriteFile(w.claimPath(leaseID), append(data, '\n'), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// assertReleased checks the D4/cleanup invariant for a workspace crabbox
+// was asked to release: no claim left and Coder does not show it running.
+func (w *world) assertReleased(leaseID, workspace string) {
+	w.t.Helper()
+	if w.hasClaim(leaseID) {
+		w.t.Errorf("claim %s still present after release", leaseID)
+	}
+	if row := w.coderRow(workspace); row != nil && row.Status != "stopped" {
+		w.t.Errorf("workspace %s is %s after release, want stopped or gone", workspace, row.Status)
+	}
+}
+
+type histRec struct {
+	ID       string `json:"id"`
+	LeaseID  string `json:"leaseId"`
+	State    string `json:"state"`
+	ExitCode *int   `json:"exitCode"`
+}
+
+func (w *world) history(args ...string) []histRec {
+	w.t.Helper()
+	return decodeJSON[[]histRec](w.t, w.must(append([]string{"history", "--json"}, args...)...).stdout)
 }

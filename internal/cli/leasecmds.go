@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/crabbox-dev/crabbox/internal/coder"
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
@@ -128,7 +129,12 @@ EXIT STATUS
 			}
 			res, err := lc.provider.Release(cmd.Context(), l)
 			if err != nil {
-				return err
+				if exitcode.Code(err) == exitcode.Usage {
+					return err // a refusal already says what to do
+				}
+				// The claim stays (nothing was released): say so and how
+				// to retry.
+				return exitcode.New(exitcode.Code(err), fmt.Errorf("%w\nlease %s was not released; its claim is kept: retry with `crabbox stop %s`", err, l.ID, l.ID))
 			}
 			verb := "stopped"
 			if res.Action == coder.ActionDelete {
@@ -176,6 +182,16 @@ stderr: skip coder workspace=<name> reason=<reason>`,
 					continue
 				}
 				fmt.Fprintf(f.IO.Out, "coder cleanup %s workspace=%s lease=%s reason=%s dry_run=%t\n", d.Action, d.Workspace, dash(d.LeaseID), d.Reason, dryRun)
+			}
+			if err != nil && !dryRun {
+				// The sweep stops at the first failure (spec 9.11.7): name
+				// the lease it stopped at and what is left to do.
+				for _, d := range decisions {
+					if d.Action != "" && !d.Done {
+						return exitcode.New(exitcode.Code(err), fmt.Errorf("%w\ncleanup stopped at lease %s (workspace %s): its claim is kept; the remaining expired leases were not touched: retry with `crabbox cleanup`, or release it alone with `crabbox stop %s`",
+							err, dash(d.LeaseID), d.Workspace, dash(d.LeaseID)))
+					}
+				}
 			}
 			return err
 		},

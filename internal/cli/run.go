@@ -294,23 +294,44 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 	code, err := sess.Run(ctx, remote, strings.NewReader(envfwd.Render(vars)), stdout, stderr)
 	rs.timing["commandMs"] = f.Now().Sub(cmdStart).Milliseconds()
 	if ctx.Err() != nil {
-		// Interrupted: stop the remote command's process group over the
-		// still-open tunnel, with a context of its own.
-		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
-		defer cancel()
-		_, kerr := sess.Run(kctx, killCommand(pidFile), nil, nil, nil)
-		if kerr != nil {
-			fmt.Fprintf(f.IO.ErrOut, "warning: could not stop the remote command: %v\n", kerr)
-		}
+		rs.stopRemote(ctx, sess, pidFile, l.Workspace)
 		return 130, context.Canceled
 	}
 	if err != nil {
+		if exitcode.Code(err) == exitcode.Transport {
+			// The tunnel dropped mid-command, but the remote command runs on
+			// (measured on a real Coder), and the lease lock is released
+			// when this run returns: stop it so the next run never syncs
+			// into a tree it is still using.
+			if rs.stopRemote(ctx, sess, pidFile, l.Workspace) {
+				fmt.Fprintln(f.IO.ErrOut, "stopped the remote command after the tunnel dropped")
+			}
+			return -1, fmt.Errorf("running the command on %s: %w; next: `crabbox status %s`, then rerun", l.Workspace, err, firstNonEmpty(l.Slug, l.ID))
+		}
 		return -1, err
 	}
 	if len(o.junit) > 0 || o.resultsAuto || len(lc.cfg.Results.JUnit) > 0 || lc.cfg.Results.Auto {
 		rs.collectResults(ctx, sess, workdir, code)
 	}
 	return code, nil
+}
+
+// stopRemote stops the run's remote process group (interrupt, or a tunnel
+// that dropped mid-command) with a context of its own: over the tunnel if
+// it still works, else over a new one (one more try). It reports whether
+// the stop went through.
+func (rs *runState) stopRemote(ctx context.Context, sess *sshx.Session, pidFile, workspace string) bool {
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	_, err := sess.Run(kctx, killCommand(pidFile), nil, nil, nil)
+	if err != nil && kctx.Err() == nil {
+		_, err = sess.Run(kctx, killCommand(pidFile), nil, nil, nil)
+	}
+	if err != nil {
+		fmt.Fprintf(rs.f.IO.ErrOut, "warning: the remote command may still be running on %s (it ends when the workspace stops): %v\n", workspace, err)
+		return false
+	}
+	return true
 }
 
 // remoteCommand wraps the user's command: the env file is read from stdin
