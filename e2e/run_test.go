@@ -254,3 +254,42 @@ func TestRunInterrupt(t *testing.T) {
 		t.Errorf("history = %+v", hist)
 	}
 }
+
+// With a credential-free origin the workspace can reach (a local bare repo:
+// lab workspaces run on this machine), the first sync clones HEAD there
+// first; rsync then only completes the dirty tree. A dirty edit on top of
+// the seeded commit still arrives.
+func TestRunGitSeed(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	origin := filepath.Join(t.TempDir(), "origin.git")
+	if out, err := runCmd(cmdTimeout, w.repo, w.env, "git", "init", "-q", "--bare", origin); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	w.git("remote", "add", "origin", origin)
+	w.git("push", "-q", "origin", "main")
+	w.git("fetch", "-q", "origin")
+	w.write("README.md", "dirty on top of the seed\n")
+	l := w.warmup("--slug", "e2e-seed")
+	r := w.must("run", "--id", l.slug, "--timing-json", "--", "cat", "README.md")
+	if !strings.Contains(r.stdout, "dirty on top of the seed") {
+		t.Errorf("dirty edit not synced over the seed: %q", r.stdout)
+	}
+	if !strings.Contains(r.stderr, `"name":"seed"`) || strings.Contains(r.stderr, "git seed failed") {
+		t.Errorf("no seed phase in timing:\n%s", r.stderr)
+	}
+	// The workdir is named after the origin URL's repo ("origin"), as spec'd.
+	m := regexp.MustCompile(`workdir=(\S+)`).FindStringSubmatch(r.stderr)
+	if m == nil || filepath.Base(m[1]) != "origin" {
+		t.Fatalf("workdir in %q", r.stderr)
+	}
+	remote := m[1]
+	out, err := runCmd(cmdTimeout, remote, w.env, "git", "rev-parse", "HEAD")
+	local, _ := runCmd(cmdTimeout, w.repo, w.env, "git", "rev-parse", "HEAD")
+	if err != nil || strings.TrimSpace(string(out)) != strings.TrimSpace(string(local)) {
+		t.Errorf("remote HEAD %q (%v), local %q", out, err, local)
+	}
+	if out, _ := runCmd(cmdTimeout, remote, w.env, "git", "remote", "get-url", "origin"); strings.TrimSpace(string(out)) != origin {
+		t.Errorf("remote origin = %q", out)
+	}
+}

@@ -198,7 +198,7 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 	so := syncer.Options{
 		RepoRoot: lc.repoRoot, Exclude: lc.cfg.Sync.Exclude,
 		Delete: lc.cfg.Sync.Delete, Checksum: lc.cfg.Sync.Checksum || o.checksum,
-		Fingerprint: lc.cfg.Sync.Fingerprint, FullResync: o.fullResync,
+		Fingerprint: lc.cfg.Sync.Fingerprint, FullResync: o.fullResync, GitSeed: lc.cfg.Sync.GitSeed,
 		WarnFiles: lc.cfg.Sync.WarnFiles, FailFiles: lc.cfg.Sync.FailFiles,
 		WarnBytes: lc.cfg.Sync.WarnBytes, FailBytes: lc.cfg.Sync.FailBytes,
 		AllowLarge: lc.cfg.Sync.AllowLarge || o.forceSyncLarge, AllowMassDeletions: lc.cfg.Sync.AllowMassDeletions,

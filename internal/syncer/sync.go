@@ -54,6 +54,9 @@ type Options struct {
 	Checksum    bool     // rsync --checksum
 	Fingerprint bool     // allow skipping an unchanged sync
 	FullResync  bool     // empty the workdir first; never skip
+	// GitSeed lets the first sync into an empty workdir clone the commit
+	// from a credential-free origin on the workspace first (spec §6.4).
+	GitSeed bool
 
 	WarnFiles, FailFiles int
 	WarnBytes, FailBytes int64
@@ -295,6 +298,29 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 		done("prepare", t0, note)
 	default:
 		return res, exitcode.Errorf(exitcode.Sync, "sync: unexpected reply from the remote prepare step: %q", tail(out, 200))
+	}
+
+	// 3b. Git seed: an empty workdir clones HEAD from origin on the
+	// workspace, so rsync only sends what differs. Failure only warns.
+	if o.GitSeed {
+		t0 = time.Now()
+		if u, b, h, why := seedSource(ctx, r, o.RepoRoot); u != "" {
+			out, err := runScript(ctx, remote, "seed", seedScript, nil, o.Workdir, u, b, h)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return res, ctx.Err()
+			case err != nil:
+				report(Event{Kind: "warning", Message: fmt.Sprintf("sync warning: git seed failed, sending everything with rsync: %v", err)})
+				done("seed", t0, "failed")
+			default:
+				done("seed", t0, strings.TrimSpace(out))
+			}
+		} else {
+			if why != "" {
+				report(Event{Kind: "warning", Message: "sync warning: " + why})
+			}
+			skip("seed", "no credential-free origin branch containing HEAD")
+		}
 	}
 
 	// 4. rsync.
