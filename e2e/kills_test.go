@@ -196,16 +196,18 @@ func TestKillRun(t *testing.T) {
 	remoteAfterKill := procCmdlinesContaining(marker)
 	t.Logf("remote command processes after SIGKILL of crabbox: %d", remoteAfterKill)
 
+	// The next run on the lease stops what the killed run left running
+	// before it touches the tree.
+	if remoteAfterKill == 0 {
+		t.Fatalf("expected the killed run's command to outlive crabbox")
+	}
+	w.must("run", "--id", l.id, "--", "true")
+	if n := procCmdlinesContaining(marker); n != 0 {
+		t.Errorf("%d processes of the killed run's command still alive after the next run", n)
+	}
+
 	r = w.must("stop", l.id)
 	w.assertReleased(l.id, l.workspace)
-	// Stopping the workspace ends what the killed run left on it.
-	deadline := time.Now().Add(30 * time.Second)
-	for procCmdlinesContaining(marker) > 0 && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-	}
-	if n := procCmdlinesContaining(marker); n != 0 {
-		t.Errorf("%d processes of the killed run's command still alive after stop", n)
-	}
 	// crabbox's own leftovers: its ssh control master (ControlPersist 60 s)
 	// and proxy; none may outlive the workspace for long.
 	t.Logf("local ssh processes for %s after stop: %d", l.workspace, procCmdlinesContaining(l.workspace))

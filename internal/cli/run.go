@@ -199,6 +199,7 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 		RepoRoot: lc.repoRoot, Exclude: lc.cfg.Sync.Exclude,
 		Delete: lc.cfg.Sync.Delete, Checksum: lc.cfg.Sync.Checksum || o.checksum,
 		Fingerprint: lc.cfg.Sync.Fingerprint, FullResync: o.fullResync, GitSeed: lc.cfg.Sync.GitSeed,
+		PrepareHook: reapLeftovers,
 		WarnFiles: lc.cfg.Sync.WarnFiles, FailFiles: lc.cfg.Sync.FailFiles,
 		WarnBytes: lc.cfg.Sync.WarnBytes, FailBytes: lc.cfg.Sync.FailBytes,
 		AllowLarge: lc.cfg.Sync.AllowLarge || o.forceSyncLarge, AllowMassDeletions: lc.cfg.Sync.AllowMassDeletions,
@@ -365,6 +366,23 @@ func remoteCommand(workdir, runID string, argv []string, shell, resultsAuto bool
 	}
 	return b.String(), pidFile
 }
+
+// reapLeftovers runs at the top of the sync's prepare step, under the lease
+// lock: any run pid file still in the workdir belongs to a crabbox that
+// died without stopping its command (SIGKILL, power loss). Its process
+// group is stopped before the tree is changed, but only if the group
+// leader really is that run (its environment carries CRABBOX_RUN_ID=<run>),
+// so a reused PID is never signalled.
+const reapLeftovers = `for f in "$wd"/.crabbox/runs/run_*.pid; do
+  [ -f "$f" ] || continue
+  id=$(basename "$f" .pid); p=$(cat "$f" 2>/dev/null)
+  case $p in ''|*[!0-9]*) rm -f "$f"; continue ;; esac
+  if [ -r /proc/$p/environ ] && tr '\0' '\n' < /proc/$p/environ | grep -qx "CRABBOX_RUN_ID=$id"; then
+    kill -TERM -- -"$p" 2>/dev/null; sleep 0.5; kill -KILL -- -"$p" 2>/dev/null
+    echo "crabbox: stopped the command left running by run $id" >&2
+  fi
+  rm -f "$f"
+done`
 
 // killCommand stops the process group recorded in pidFile: TERM, then KILL.
 func killCommand(pidFile string) string {

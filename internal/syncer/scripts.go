@@ -33,6 +33,9 @@ case $wd in
 *) echo "crabbox sync: refusing workdir '$wd'" >&2; exit 2 ;;
 esac
 meta=$wd/.crabbox/sync
+# Caller's hook (e.g. stop what a killed run left running), before the tree
+# is looked at or changed.
+if [ -n "${5:-}" ]; then eval "$5"; fi
 newfp=
 IFS= read -r newfp || { echo "crabbox sync: no fingerprint line on stdin" >&2; exit 2; }
 if [ "$full" != 1 ] && [ "$fpon" = 1 ] && [ -n "$newfp" ] && [ -f "$meta/manifest" ] && [ -f "$meta/fingerprint" ]; then

@@ -57,6 +57,10 @@ type Options struct {
 	// GitSeed lets the first sync into an empty workdir clone the commit
 	// from a credential-free origin on the workspace first (spec §6.4).
 	GitSeed bool
+	// PrepareHook is a shell snippet the remote prepare step runs first,
+	// with $wd set to the workdir (no extra round trip). It must not write
+	// to stdout.
+	PrepareHook string
 
 	WarnFiles, FailFiles int
 	WarnBytes, FailBytes int64
@@ -277,7 +281,7 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 	stdin.WriteByte(0)
 	stdin.Write(manifest)
 	out, err := runScript(ctx, remote, "prepare", prepareScript, &stdin,
-		o.Workdir, flag(o.FullResync), flag(o.Fingerprint), flag(o.Delete))
+		o.Workdir, flag(o.FullResync), flag(o.Fingerprint), flag(o.Delete), o.PrepareHook)
 	if err != nil {
 		return res, err
 	}

@@ -450,11 +450,17 @@ func TestHeartbeat(t *testing.T) {
 	write(t, repo, "a.txt", "a\n")
 	workdir := filepath.Join(t.TempDir(), "l", "repo")
 	runner := newCounting()
+	var ev events
 	runner.fail = func(c execx.Cmd) (execx.Result, error) {
-		time.Sleep(120 * time.Millisecond)
+		// Hold rsync until a heartbeat was reported (bounded), so a loaded
+		// machine cannot make the test miss it.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if _, ok := ev.find("heartbeat", "sync still running: rsync "); ok {
+				break
+			}
+		}
 		return execx.OS{}.Run(context.Background(), c)
 	}
-	var ev events
 	if _, err := Sync(context.Background(), runner, newLocalRemote(t), testOptions(repo, workdir), ev.report); err != nil {
 		t.Fatal(err)
 	}
