@@ -196,14 +196,21 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 func (rs *runState) execute(ctx context.Context, slug string, vars map[string]string) (int, error) {
 	f, o, lc := rs.f, rs.o, rs.lc
 	so := syncer.Options{
-		RepoRoot: lc.repoRoot, Exclude: lc.cfg.Sync.Exclude,
-		Delete: lc.cfg.Sync.Delete, Checksum: lc.cfg.Sync.Checksum || o.checksum,
-		Fingerprint: lc.cfg.Sync.Fingerprint, FullResync: o.fullResync, GitSeed: lc.cfg.Sync.GitSeed,
-		PrepareHook: reapLeftovers,
-		WarnFiles: lc.cfg.Sync.WarnFiles, FailFiles: lc.cfg.Sync.FailFiles,
-		WarnBytes: lc.cfg.Sync.WarnBytes, FailBytes: lc.cfg.Sync.FailBytes,
-		AllowLarge: lc.cfg.Sync.AllowLarge || o.forceSyncLarge, AllowMassDeletions: lc.cfg.Sync.AllowMassDeletions,
-		Timeout: lc.cfg.Sync.Timeout,
+		RepoRoot:           lc.repoRoot,
+		Exclude:            lc.cfg.Sync.Exclude,
+		Delete:             lc.cfg.Sync.Delete,
+		Checksum:           lc.cfg.Sync.Checksum || o.checksum,
+		Fingerprint:        lc.cfg.Sync.Fingerprint,
+		FullResync:         o.fullResync,
+		GitSeed:            lc.cfg.Sync.GitSeed,
+		PrepareHook:        reapLeftovers,
+		WarnFiles:          lc.cfg.Sync.WarnFiles,
+		FailFiles:          lc.cfg.Sync.FailFiles,
+		WarnBytes:          lc.cfg.Sync.WarnBytes,
+		FailBytes:          lc.cfg.Sync.FailBytes,
+		AllowLarge:         lc.cfg.Sync.AllowLarge || o.forceSyncLarge,
+		AllowMassDeletions: lc.cfg.Sync.AllowMassDeletions,
+		Timeout:            lc.cfg.Sync.Timeout,
 	}
 	// The scan (manifest, fingerprint) runs after the lease: run beside the
 	// coder CLI calls it competes for CPU and made warm runs slower on a
