@@ -146,7 +146,13 @@ func TestRunSyncHistoryEnv(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	leaks := 0
+	// The lab's real Coder session token: it must not show up either.
+	tok, err := os.ReadFile(filepath.Join(lab.ConfigDir, "session"))
+	if err != nil || len(strings.TrimSpace(string(tok))) < 16 {
+		t.Fatalf("lab session token: %v", err)
+	}
+	token := strings.TrimSpace(string(tok))
+	leaks, tokenLeaks := 0, 0
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 poll:
@@ -159,17 +165,23 @@ poll:
 			break poll
 		case <-time.After(50 * time.Millisecond):
 			leaks += procCmdlinesContaining(secret)
+			tokenLeaks += procCmdlinesContaining(token)
 		}
 	}
-	if leaks != 0 {
-		t.Errorf("secret seen on %d process command lines", leaks)
+	if leaks != 0 || tokenLeaks != 0 {
+		t.Errorf("secret seen on %d, Coder token on %d process command lines", leaks, tokenLeaks)
 	}
 	if !strings.Contains(out.String(), "len="+itoa(len(secret))) {
 		t.Errorf("secret not forwarded: %q", out.String())
 	}
 	stateDir := filepath.Join(w.home, ".local", "state", "crabbox")
-	if hit := grepDir(t, stateDir, secret); hit != "" {
-		t.Errorf("secret stored in %s", hit)
+	for what, v := range map[string]string{"secret": secret, "Coder token": token} {
+		if hit := grepDir(t, stateDir, v); hit != "" {
+			t.Errorf("%s stored in %s", what, hit)
+		}
+		if strings.Contains(out.String()+errb.String(), v) {
+			t.Errorf("%s printed by crabbox", what)
+		}
 	}
 }
 
