@@ -176,6 +176,29 @@ func (s *Store) lock(leaseID string) (unlock func(), err error) {
 	}, nil
 }
 
+// allocateLockName is the store-wide lock taken while a new lease picks
+// its slug and writes its first claim (not a lease ID: it has no .json).
+const allocateLockName = "allocate.lock"
+
+// Allocate runs fn holding the store-wide allocation lock: concurrent
+// processes creating leases (e.g. parallel warmups with the same --slug)
+// then see each other's new claims and never allocate the same slug.
+func (s *Store) Allocate(fn func() error) error {
+	if _, err := ensureDir(s.LocksDir()); err != nil {
+		return err
+	}
+	lp := filepath.Join(s.LocksDir(), allocateLockName)
+	m := procLock(lp)
+	m.Lock()
+	defer m.Unlock()
+	fl := flock.New(lp, flock.SetPermissions(fileMode))
+	if err := fl.Lock(); err != nil {
+		return fmt.Errorf("claims allocation lock: %w", err)
+	}
+	defer fl.Unlock()
+	return fn()
+}
+
 // ensureDir creates dir (and parents) with mode 0700 and makes sure dir
 // itself is 0700. When it creates dir it also fsyncs the parent.
 func ensureDir(dir string) (created bool, err error) {

@@ -45,51 +45,56 @@ func (p *Provider) Acquire(ctx context.Context, req AcquireRequest) (*Lease, err
 	}
 	now := p.now()
 	id := lease.NewLeaseID()
-	cs := p.coderClaims(s.who)
-	inUse := func(slug string) bool {
-		for _, w := range s.rows {
-			if owned, _, sl := Owned(w, p.Settings.Prefix); owned && sl == slug {
-				return true
+	// Slug choice and the first claim write happen under the store's
+	// allocation lock, so parallel acquisitions (e.g. warmups with the same
+	// --slug) see each other's claims and never share a slug.
+	var slug, name, ref string
+	err = p.Claims.Allocate(func() error {
+		cs := p.coderClaims(s.who)
+		inUse := func(sl string) bool {
+			for _, w := range s.rows {
+				if owned, _, ws := Owned(w, p.Settings.Prefix); owned && ws == sl {
+					return true
+				}
 			}
-		}
-		for _, c := range cs {
-			if lease.NormalizeSlug(c.Slug) == slug {
-				return true
+			for _, c := range cs {
+				if lease.NormalizeSlug(c.Slug) == sl {
+					return true
+				}
 			}
+			return false
 		}
-		return false
-	}
-	base := req.Slug
-	if base == "" {
-		base = lease.GeneratedSlug(id)
-	}
-	slug, err := lease.AllocateSlug(base, id, inUse)
-	if err != nil {
-		return nil, err
-	}
-	name, err := UniqueWorkspaceName(p.Settings.Prefix, slug, id)
-	if err != nil {
-		return nil, err
-	}
-	if err := ValidateNewName(name, s.rows); err != nil {
-		return nil, err
-	}
-	ref := name
-	if s.who.Username != "" {
-		ref = s.who.Username + "/" + name
-	}
-
-	// The claim comes first: a crash from here on leaves a claim naming the
-	// workspace, so `crabbox stop` / `cleanup` can still find it.
-	_, err = p.Claims.Update(id, func(c *claims.Claim, exists bool) error {
-		if err := claims.Bind(c, exists, req.RepoRoot, req.Reclaim, now); err != nil {
+		base := req.Slug
+		if base == "" {
+			base = lease.GeneratedSlug(id)
+		}
+		var err error
+		if slug, err = lease.AllocateSlug(base, id, inUse); err != nil {
 			return err
 		}
-		c.Slug, c.Provider, c.CoderURL, c.CloudID = slug, ProviderName, s.who.URL, ref
-		c.TargetOS = "linux"
-		c.IdleTimeoutSeconds = int64(p.Settings.IdleTimeout / time.Second)
-		c.Labels = p.leaseLabels(id, slug, name, ref, req.Keep, now)
-		return nil
+		if name, err = UniqueWorkspaceName(p.Settings.Prefix, slug, id); err != nil {
+			return err
+		}
+		if err := ValidateNewName(name, s.rows); err != nil {
+			return err
+		}
+		ref = name
+		if s.who.Username != "" {
+			ref = s.who.Username + "/" + name
+		}
+		// The claim comes first: a crash from here on leaves a claim naming
+		// the workspace, so `crabbox stop` / `cleanup` can still find it.
+		_, err = p.Claims.Update(id, func(c *claims.Claim, exists bool) error {
+			if err := claims.Bind(c, exists, req.RepoRoot, req.Reclaim, now); err != nil {
+				return err
+			}
+			c.Slug, c.Provider, c.CoderURL, c.CloudID = slug, ProviderName, s.who.URL, ref
+			c.TargetOS = "linux"
+			c.IdleTimeoutSeconds = int64(p.Settings.IdleTimeout / time.Second)
+			c.Labels = p.leaseLabels(id, slug, name, ref, req.Keep, now)
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
