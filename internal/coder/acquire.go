@@ -2,7 +2,6 @@ package coder
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -241,10 +240,4 @@ func manualStop(deleteOnRelease bool, ident string) string {
 		return "crabbox stop --provider coder --coder-delete-on-release --id " + ident
 	}
 	return "crabbox stop --provider coder --id " + ident
-}
-
-// errIsUsage reports whether err is an exit-2 error.
-func errIsUsage(err error) bool {
-	var e *exitcode.Error
-	return errors.As(err, &e) && e.Code == exitcode.Usage
 }

@@ -120,15 +120,6 @@ type Lease struct {
 	IdleTimeout                         time.Duration
 }
 
-// ReleaseAction is the action recorded for the lease (used by cleanup).
-func (l *Lease) ReleaseAction() string {
-	switch strings.ToLower(l.Labels["coder_release_action"]) {
-	case "delete", "true":
-		return ActionDelete
-	}
-	return ActionStop
-}
-
 // ---- inventory ------------------------------------------------------------
 
 // session is what one flow learned from Coder: who is logged in and the

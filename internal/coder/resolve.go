@@ -2,7 +2,6 @@ package coder
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"strings"
 
@@ -352,9 +351,4 @@ func requireExactClaim(l *Lease) error {
 			l.Ref, l.Claim.LeaseID, l.Claim.WorkspaceID, l.Ref, l.WorkspaceID, l.Claim.LeaseID, l.Ref)
 	}
 	return nil
-}
-
-// describe is a short human reference for messages.
-func (l *Lease) describe() string {
-	return fmt.Sprintf("lease=%s workspace=%s", l.ID, l.Workspace)
 }
