@@ -12,7 +12,9 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP (the terminal closed) is an interrupt like Ctrl-C and
+	// SIGTERM: the remote command is stopped and a fresh lease released.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	code := cli.Main(ctx, os.Args[1:], cli.SystemFactory(iostreams.System()))
 	stop()
 	os.Exit(code)
