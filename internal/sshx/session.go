@@ -27,7 +27,12 @@ const (
 	// exit by themselves after 60 s without a client (only the empty
 	// crabbox-ssh-* directory is left in TempDir).
 	masterPersist = "60"
-	closeTimeout  = 10 * time.Second
+	// masterAliveInterval and masterAliveCount are the master's
+	// keepalives: a tunnel that stops answering is given up after
+	// interval x count seconds.
+	masterAliveInterval = "5"
+	masterAliveCount    = "3"
+	closeTimeout        = 10 * time.Second
 	// readyRetryDelay is the pause between failed ready checks.
 	readyRetryDelay = 2 * time.Second
 	// maxSocketPath keeps the control socket path (plus the 17 bytes of
@@ -145,7 +150,13 @@ func (s *Session) openLocked(ctx context.Context) error {
 	args := []string{"-f", "-N",
 		"-o", "ControlMaster=yes",
 		"-o", "ControlPersist=" + masterPersist,
-		"-o", "ControlPath=" + configPath(s.sock)}
+		"-o", "ControlPath=" + configPath(s.sock),
+		// The master owns the connection every session and rsync shares:
+		// it probes faster than BaseArgs' 15 s x 2 so a stalled tunnel
+		// ends within ~15 s and the caller's retry gets a new one (ssh
+		// keeps the first value of an option).
+		"-o", "ServerAliveInterval=" + masterAliveInterval,
+		"-o", "ServerAliveCountMax=" + masterAliveCount}
 	args = append(args, BaseArgs(s.masterTarget(), Options{ConnectTimeout: 10, ConnectionAttempts: 1})...)
 	args = append(args, s.extra...)
 	args = append(args, Destination(s.t))

@@ -82,7 +82,8 @@ func TestSessionFakeArgv(t *testing.T) {
 	}
 	masterTg := tg
 	masterTg.ProxyCommand += " 2>>'" + filepath.Join(filepath.Dir(sock), "log") + "'"
-	wantOpen := argv([]string{"-f", "-N", "-o", "ControlMaster=yes", "-o", "ControlPersist=60", "-o", "ControlPath=" + sock},
+	wantOpen := argv([]string{"-f", "-N", "-o", "ControlMaster=yes", "-o", "ControlPersist=60", "-o", "ControlPath=" + sock,
+		"-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"},
 		BaseArgs(masterTg, Options{ConnectTimeout: 10, ConnectionAttempts: 1}), []string{dest})
 	wantRun := argv(BaseArgs(tg, Options{}), []string{"-o", "ControlMaster=no", "-o", "ControlPath=" + sock, dest, "--", "echo hi"})
 	wantClose := []string{"-O", "exit", "-o", "ControlPath=" + sock, dest}
