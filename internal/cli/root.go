@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,7 @@ type Factory struct {
 
 	rootOnce sync.Once
 	root     string
+	prefix   string // the working directory below root, slash-separated ("" at the root)
 }
 
 // SystemFactory wires the real process environment.
@@ -130,18 +132,42 @@ func usageErr(format string, args ...any) error {
 // repoRoot returns the git top-level of the working directory, or "".
 // It is asked once per process.
 func (f *Factory) repoRoot(ctx context.Context) string {
-	f.rootOnce.Do(func() { f.root = f.findRepoRoot(ctx) })
+	f.rootOnce.Do(func() { f.root, f.prefix = f.findRepoRoot(ctx) })
 	return f.root
 }
 
-func (f *Factory) findRepoRoot(ctx context.Context) string {
+// repoPrefix is the working directory relative to the repository root
+// ("tools/cfg"), "" at the root or outside a repository.
+func (f *Factory) repoPrefix(ctx context.Context) string {
+	f.repoRoot(ctx)
+	return f.prefix
+}
+
+// findRepoRoot asks git for the top level and the working directory's
+// path below it in one call.
+func (f *Factory) findRepoRoot(ctx context.Context) (root, prefix string) {
 	dir, err := f.Getwd()
 	if err != nil {
-		return ""
+		return "", ""
 	}
-	res, err := f.Runner.Run(ctx, execx.Cmd{Name: "git", Args: []string{"rev-parse", "--show-toplevel"}, Dir: dir, Timeout: 10 * time.Second})
+	res, err := f.Runner.Run(ctx, execx.Cmd{Name: "git", Args: []string{"rev-parse", "--show-toplevel", "--show-prefix"}, Dir: dir, Timeout: 10 * time.Second})
 	if err != nil {
+		return "", ""
+	}
+	lines := strings.Split(strings.TrimRight(string(res.Stdout), "\n"), "\n")
+	root = strings.TrimSpace(lines[0])
+	if len(lines) > 1 {
+		prefix = cleanPrefix(lines[1])
+	}
+	return root, prefix
+}
+
+// cleanPrefix accepts git's --show-prefix only as a clean relative path
+// ("a/b/"): anything else runs at the repository root.
+func cleanPrefix(p string) string {
+	p = strings.TrimSuffix(p, "/")
+	if p == "" || path.IsAbs(p) || path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") {
 		return ""
 	}
-	return strings.TrimSpace(string(res.Stdout))
+	return p
 }

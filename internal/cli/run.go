@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/lease"
 	"github.com/crabbox-dev/crabbox/internal/leaselock"
+	"github.com/crabbox-dev/crabbox/internal/remotecmd"
 	"github.com/crabbox-dev/crabbox/internal/results"
 	"github.com/crabbox-dev/crabbox/internal/runs"
 	"github.com/crabbox-dev/crabbox/internal/sshx"
@@ -45,9 +45,6 @@ type runOptions struct {
 	failOnTestFailures  bool
 	argv                []string
 }
-
-// killGrace is how long an interrupted remote command gets after TERM.
-const killGrace = 2 * time.Second
 
 func newRunCmd(f *Factory) *cobra.Command {
 	o := &runOptions{}
@@ -115,6 +112,9 @@ type runState struct {
 	lease  *coder.Lease
 	fresh  bool
 	timing map[string]any
+	// subdir is where the command runs below the remote workdir: the
+	// local working directory's path below the repository root.
+	subdir string
 }
 
 func validateRunOptions(cmd *cobra.Command, o *runOptions) error {
@@ -179,7 +179,8 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 	if err != nil {
 		return err
 	}
-	rs := &runState{f: f, o: o, lc: lc, runID: lease.NewRunID(), start: f.Now(), fresh: o.id == "", timing: map[string]any{"provider": "coder"}}
+	rs := &runState{f: f, o: o, lc: lc, runID: lease.NewRunID(), start: f.Now(), fresh: o.id == "", timing: map[string]any{"provider": "coder"},
+		subdir: f.repoPrefix(cmd.Context())}
 	rs.rec, err = runs.New(config.StateDir(f.Env)).Start(runs.Record{
 		ID: rs.runID, Provider: "coder", RepoRoot: lc.repoRoot, Command: o.argv, Shell: o.shell,
 	})
@@ -203,7 +204,7 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 		Fingerprint:        lc.cfg.Sync.Fingerprint,
 		FullResync:         o.fullResync,
 		GitSeed:            lc.cfg.Sync.GitSeed,
-		PrepareHook:        reapLeftovers,
+		PrepareHook:        remotecmd.ReapLeftovers,
 		WarnFiles:          lc.cfg.Sync.WarnFiles,
 		FailFiles:          lc.cfg.Sync.FailFiles,
 		WarnBytes:          lc.cfg.Sync.WarnBytes,
@@ -254,8 +255,13 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 		r.LeaseID, r.Slug, r.Workspace, r.Workdir = l.ID, l.Slug, l.Ref, workdir
 	})
 	rs.timing["leaseId"], rs.timing["slug"], rs.timing["workdir"], rs.timing["runId"] = l.ID, l.Slug, workdir, rs.runID
-	fmt.Fprintf(f.IO.ErrOut, "run %s lease=%s slug=%s provider=coder workspace=%s ssh=%s@%s workdir=%s\n",
-		rs.runID, l.ID, dash(l.Slug), l.Ref, l.Target.User, l.Target.Host, workdir)
+	cwd := ""
+	if rs.subdir != "" {
+		cwd = " cwd=" + histEscape(histQuote(rs.subdir))
+		rs.timing["cwd"] = rs.subdir
+	}
+	fmt.Fprintf(f.IO.ErrOut, "run %s lease=%s slug=%s provider=coder workspace=%s ssh=%s@%s workdir=%s%s\n",
+		rs.runID, l.ID, dash(l.Slug), l.Ref, l.Target.User, l.Target.Host, workdir, cwd)
 
 	if !o.noSync {
 		so.Workdir = workdir
@@ -267,9 +273,14 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 		res, err := syncer.Sync(ctx, f.Runner, sess, so, report)
 		if err != nil && exitcode.Code(err) == exitcode.Transport && ctx.Err() == nil {
 			// The sync protocol is idempotent (the remote fingerprint is
-			// dropped before anything changes), so a dropped tunnel is
-			// retried once over a fresh one.
+			// dropped before anything changes), so a sync that lost its
+			// transport is retried once over a fresh tunnel: the old
+			// master may be stalled rather than gone, so it is closed
+			// first.
 			fmt.Fprintf(f.IO.ErrOut, "sync: %v; retrying once over a new tunnel\n", err)
+			if cerr := sess.Close(); cerr != nil {
+				fmt.Fprintf(f.IO.ErrOut, "warning: closing the old tunnel: %v\n", cerr)
+			}
 			res, err = syncer.Sync(ctx, f.Runner, sess, so, report)
 		}
 		rs.timing["syncMs"], rs.timing["syncSkipped"], rs.timing["syncPhases"] = res.Duration.Milliseconds(), res.Skipped, res.Phases
@@ -292,18 +303,29 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 		fmt.Fprintf(f.IO.ErrOut, "env forwarded: %s\n", strings.Join(names, ","))
 	}
 	shell := o.shell || sshx.NeedsShell(o.argv)
-	remote, pidFile := remoteCommand(workdir, rs.runID, o.argv, shell, o.resultsAuto, len(envfwd.Render(vars)))
-	fmt.Fprintf(f.IO.ErrOut, "running on %s %s\n", l.Workspace, strings.Join(o.argv, " "))
+	rc := remotecmd.Render(remotecmd.Params{
+		Workdir: workdir, Subdir: rs.subdir, RunID: rs.runID, Argv: o.argv, Shell: shell,
+		ResultsAuto: o.resultsAuto || lc.cfg.Results.Auto, Env: envfwd.Render(vars),
+	})
+	fmt.Fprintf(f.IO.ErrOut, "running on %s %s\n", l.Workspace, histCommand(o.argv, o.shell))
 
 	cmdStart := f.Now()
 	logw := rs.rec.Log()
 	stdout := io.MultiWriter(f.IO.Out, logw)
 	stderr := io.MultiWriter(f.IO.ErrOut, logw)
-	code, err := sess.Run(ctx, remote, strings.NewReader(envfwd.Render(vars)), stdout, stderr)
+	code, err := sess.Run(ctx, rc.Line, strings.NewReader(rc.Stdin), stdout, stderr)
 	rs.timing["commandMs"] = f.Now().Sub(cmdStart).Milliseconds()
 	if ctx.Err() != nil {
-		rs.stopRemote(ctx, sess, pidFile, l.Workspace)
+		rs.stopRemote(ctx, sess, rc.PIDFile, l.Workspace)
 		return 130, context.Canceled
+	}
+	if err != nil && exitcode.Code(err) == exitcode.Transport {
+		// ssh exits 255 both when the tunnel fails and when the command
+		// itself exits 255; the wrapper leaves an exit file only in the
+		// second case.
+		if c, ok := rs.commandExit(ctx, sess, rc.ExitFile); ok {
+			code, err = c, nil
+		}
 	}
 	if err != nil {
 		if exitcode.Code(err) == exitcode.Transport {
@@ -311,7 +333,7 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 			// (measured on a real Coder), and the lease lock is released
 			// when this run returns: stop it so the next run never syncs
 			// into a tree it is still using.
-			if rs.stopRemote(ctx, sess, pidFile, l.Workspace) {
+			if rs.stopRemote(ctx, sess, rc.PIDFile, l.Workspace) {
 				fmt.Fprintln(f.IO.ErrOut, "stopped the remote command after the tunnel dropped")
 			}
 			return -1, fmt.Errorf("running the command on %s: %w; next: `crabbox status %s`, then rerun", l.Workspace, err, firstNonEmpty(l.Slug, l.ID))
@@ -319,9 +341,23 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 		return -1, err
 	}
 	if len(o.junit) > 0 || o.resultsAuto || len(lc.cfg.Results.JUnit) > 0 || lc.cfg.Results.Auto {
-		rs.collectResults(ctx, sess, workdir, code)
+		rs.collectResults(ctx, sess, workdir, rc.Dir)
 	}
 	return code, nil
+}
+
+// commandExit asks the workspace whether the command wrote an exit file
+// (it does only for its own exit 255), over the tunnel or a new one. ok is
+// false when it did not or when the workspace cannot be asked: then the
+// 255 was the transport's.
+func (rs *runState) commandExit(ctx context.Context, sess *sshx.Session, exitFile string) (int, bool) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	out, err := sess.Output(cctx, remotecmd.ExitStatusScript(exitFile))
+	if err != nil {
+		return 0, false
+	}
+	return remotecmd.ParseExitStatus(string(out))
 }
 
 // stopRemote stops the run's remote process group (interrupt, or a tunnel
@@ -331,9 +367,9 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 func (rs *runState) stopRemote(ctx context.Context, sess *sshx.Session, pidFile, workspace string) bool {
 	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	_, err := sess.Run(kctx, killCommand(pidFile), nil, nil, nil)
+	_, err := sess.Run(kctx, remotecmd.KillScript(pidFile), nil, nil, nil)
 	if err != nil && kctx.Err() == nil {
-		_, err = sess.Run(kctx, killCommand(pidFile), nil, nil, nil)
+		_, err = sess.Run(kctx, remotecmd.KillScript(pidFile), nil, nil, nil)
 	}
 	if err != nil {
 		fmt.Fprintf(rs.f.IO.ErrOut, "warning: the remote command may still be running on %s (it ends when the workspace stops): %v\n", workspace, err)
@@ -342,83 +378,22 @@ func (rs *runState) stopRemote(ctx context.Context, sess *sshx.Session, pidFile,
 	return true
 }
 
-// remoteCommand wraps the user's command: the env file is read from stdin
-// into a 0600 file, sourced and removed; the command runs in its own
-// process group (recorded in a pid file, so an interrupt can stop exactly
-// that group) with stdin from /dev/null; its exit code is passed through.
-func remoteCommand(workdir, runID string, argv []string, shell, resultsAuto bool, envLen int) (remote, pidFile string) {
-	meta := path.Join(workdir, ".crabbox")
-	envFile := path.Join(meta, "env", runID+".env")
-	pidFile = path.Join(meta, "runs", runID+".pid")
-	q := sshx.Quote
-	var b strings.Builder
-	fmt.Fprintf(&b, "mkdir -p %s %s %s || exit 97; ", q(workdir), q(path.Join(meta, "env")), q(path.Join(meta, "runs")))
-	fmt.Fprintf(&b, "(umask 077 && head -c %d > %s) && . %s; rm -f %s; ", envLen, q(envFile), q(envFile), q(envFile))
-	if resultsAuto {
-		fmt.Fprintf(&b, "touch %s; ", q(path.Join(meta, "runs", runID+".start")))
-	}
-	target := `"$@"`
-	if shell {
-		target = `bash -c "$1"`
-	}
-	inner := fmt.Sprintf(`set -m; cd %s || exit 97; %s </dev/null & p=$!; set +m; echo $p > %s; wait $p; rc=$?; rm -f %s; exit $rc`,
-		q(workdir), target, q(pidFile), q(pidFile))
-	fmt.Fprintf(&b, "exec bash -lc %s bash", q(inner))
-	if shell {
-		b.WriteString(" " + q(strings.Join(argv, " ")))
-	} else {
-		for _, a := range argv {
-			b.WriteString(" " + q(a))
-		}
-	}
-	return b.String(), pidFile
-}
-
-// reapLeftovers runs at the top of the sync's prepare step, under the lease
-// lock: any run pid file still in the workdir belongs to a crabbox that
-// died without stopping its command (SIGKILL, power loss). Its process
-// group is stopped before the tree is changed, but only if the group
-// leader really is that run (its environment carries CRABBOX_RUN_ID=<run>),
-// so a reused PID is never signalled.
-const reapLeftovers = `for f in "$wd"/.crabbox/runs/run_*.pid; do
-  [ -f "$f" ] || continue
-  id=$(basename "$f" .pid); p=$(cat "$f" 2>/dev/null)
-  case $p in ''|*[!0-9]*) rm -f "$f"; continue ;; esac
-  if [ -r /proc/$p/environ ] && tr '\0' '\n' < /proc/$p/environ | grep -qx "CRABBOX_RUN_ID=$id"; then
-    kill -TERM -- -"$p" 2>/dev/null; sleep 0.5; kill -KILL -- -"$p" 2>/dev/null
-    echo "crabbox: stopped the command left running by run $id" >&2
-  fi
-  rm -f "$f"
-done`
-
-// killCommand stops the process group recorded in pidFile: TERM, then KILL.
-func killCommand(pidFile string) string {
-	q := sshx.Quote(pidFile)
-	return fmt.Sprintf(`p=$(cat %s 2>/dev/null) || exit 0; kill -TERM -- -"$p" 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- -"$p" 2>/dev/null || break; sleep 0.%d; done; kill -KILL -- -"$p" 2>/dev/null; rm -f %s; true`,
-		q, int(killGrace/time.Second), q)
-}
-
 // collectResults fetches JUnit files in one round trip and parses them.
-func (rs *runState) collectResults(ctx context.Context, sess *sshx.Session, workdir string, code int) {
+// Paths are relative to the command's directory; the workspace refuses any
+// that resolves outside the workdir.
+func (rs *runState) collectResults(ctx context.Context, sess *sshx.Session, workdir, dir string) {
 	f, o, cfg := rs.f, rs.o, rs.lc.cfg
 	paths := append(append([]string{}, cfg.Results.JUnit...), o.junit...)
-	var script strings.Builder
-	fmt.Fprintf(&script, "cd %s || exit 0; ", sshx.Quote(workdir))
-	for _, p := range paths {
-		if strings.HasPrefix(p, "/") || strings.Contains("/"+p+"/", "/../") {
-			fmt.Fprintf(f.IO.ErrOut, "warning: --junit %s is outside the workdir; skipped\n", p)
-			continue
-		}
-		fmt.Fprintf(&script, "for f in %s; do [ -f \"$f\" ] && printf '%%s\\0%%s\\0' \"$f\" \"$(wc -c < \"$f\")\" && head -c 16777216 \"$f\"; done; ", sshx.Quote(p))
-	}
-	if o.resultsAuto || cfg.Results.Auto {
-		marker := sshx.Quote(path.Join(".crabbox", "runs", rs.runID+".start"))
-		fmt.Fprintf(&script, "find . \\( -name node_modules -o -name .git \\) -prune -o -type f \\( -name 'junit*.xml' -o -name 'TEST-*.xml' -o -name 'results.xml' \\) -newer %s -size -16384k -print 2>/dev/null | head -n 50 | while IFS= read -r f; do printf '%%s\\0%%s\\0' \"$f\" \"$(wc -c < \"$f\")\"; cat \"$f\"; done; rm -f %s", marker, marker)
-	}
-	var out bytes.Buffer
-	if _, err := sess.Run(ctx, script.String(), nil, &out, io.Discard); err != nil {
+	script := remotecmd.JUnitScript(workdir, dir, rs.runID, paths, o.resultsAuto || cfg.Results.Auto)
+	var out, errb bytes.Buffer
+	if _, err := sess.Run(ctx, script, nil, &out, &errb); err != nil {
 		fmt.Fprintf(f.IO.ErrOut, "warning: collecting test results: %v\n", err)
 		return
+	}
+	for _, line := range strings.Split(errb.String(), "\n") {
+		if msg, ok := strings.CutPrefix(strings.TrimSpace(line), "crabbox: "); ok {
+			fmt.Fprintf(f.IO.ErrOut, "warning: results: %s\n", histEscape(msg))
+		}
 	}
 	var sums []results.Summary
 	data := out.Bytes()

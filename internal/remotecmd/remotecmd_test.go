@@ -1,4 +1,4 @@
-package cli
+package remotecmd
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
-// These tests run remoteCommand and killCommand through a real local bash,
+// These tests run remoteCommand and KillScript through a real local bash,
 // as sshd would (`$SHELL -c <remote>`), with the env blob on stdin.
 
 const testRunID = "run_0123456789ab"
@@ -40,14 +40,13 @@ func bashEnv(t *testing.T) []string {
 // exit code.
 func runRemote(t *testing.T, workdir string, argv []string, shell bool, vars map[string]string) (string, string, int) {
 	t.Helper()
-	blob := envfwd.Render(vars)
-	remote, _ := remoteCommand(workdir, testRunID, argv, shell, false, len(blob))
+	c := Render(Params{Workdir: workdir, RunID: testRunID, Argv: argv, Shell: shell, Env: envfwd.Render(vars)})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "-c", remote)
+	cmd := exec.CommandContext(ctx, "bash", "-c", c.Line)
 	cmd.Env = bashEnv(t)
 	cmd.Dir = t.TempDir()
-	cmd.Stdin = strings.NewReader(blob)
+	cmd.Stdin = strings.NewReader(c.Stdin)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -229,10 +228,11 @@ func TestRemoteCommandNoEnvValuesInCommand(t *testing.T) {
 	blob := envfwd.Render(vars)
 	for _, shell := range []bool{false, true} {
 		for _, auto := range []bool{false, true} {
-			remote, pid := remoteCommand("/home/coder/crabbox/cbx_0123456789ab/repo", testRunID,
-				[]string{"go", "test", "./..."}, shell, auto, len(blob))
+			c := Render(Params{Workdir: "/home/coder/crabbox/cbx_0123456789ab/repo", RunID: testRunID,
+				Argv: []string{"go", "test", "./..."}, Shell: shell, ResultsAuto: auto, Env: blob})
+			remote := c.Line
 			for k, v := range vars {
-				if strings.Contains(remote, v) || strings.Contains(pid, v) {
+				if strings.Contains(remote, v) || strings.Contains(c.PIDFile, v) {
 					t.Errorf("shell=%v auto=%v: value of %s on the command line: %s", shell, auto, k, remote)
 				}
 				if strings.Contains(remote, k) {
@@ -305,7 +305,7 @@ func groupAlive(t *testing.T, pgid int) []string {
 }
 
 // TestKillCommandStopsGroup: the remote command runs in its own process
-// group recorded in the pid file; killCommand, run from another shell,
+// group recorded in the pid file; KillScript, run from another shell,
 // stops it and its children (TERM, then KILL for a group ignoring TERM),
 // and the remote shell reports the signal exit.
 func TestKillCommandStopsGroup(t *testing.T) {
@@ -324,10 +324,11 @@ func TestKillCommandStopsGroup(t *testing.T) {
 func testKillGroup(t *testing.T, script string, wantCode int) {
 	wd := filepath.Join(t.TempDir(), "work")
 	argv := []string{"bash", "-c", script}
-	remote, pidFile := remoteCommand(wd, testRunID, argv, false, false, 0)
-	cmd := exec.Command("bash", "-c", remote)
+	c := Render(Params{Workdir: wd, RunID: testRunID, Argv: argv})
+	pidFile := c.PIDFile
+	cmd := exec.Command("bash", "-c", c.Line)
 	cmd.Env = bashEnv(t)
-	cmd.Stdin = strings.NewReader("")
+	cmd.Stdin = strings.NewReader(c.Stdin)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -374,13 +375,13 @@ func testKillGroup(t *testing.T, script string, wantCode int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	kill := exec.Command("bash", "-c", killCommand(pidFile))
+	kill := exec.Command("bash", "-c", KillScript(pidFile))
 	kill.Env = bashEnv(t)
 	if out, err := kill.CombinedOutput(); err != nil {
-		t.Fatalf("killCommand: %v: %s", err, out)
+		t.Fatalf("KillScript: %v: %s", err, out)
 	}
 	if left := groupAlive(t, pgid); len(left) > 0 {
-		t.Fatalf("processes left in group %d after killCommand: %v", pgid, left)
+		t.Fatalf("processes left in group %d after KillScript: %v", pgid, left)
 	}
 	select {
 	case err := <-done:
@@ -389,21 +390,21 @@ func testKillGroup(t *testing.T, script string, wantCode int) {
 			t.Errorf("remote shell exit: %v, want %d", err, wantCode)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("remote shell did not exit after killCommand")
+		t.Fatal("remote shell did not exit after KillScript")
 	}
 	if _, err := os.Stat(pidFile); err == nil {
 		t.Error("pid file not removed")
 	}
 	// A second kill (no pid file) is a no-op success.
-	again := exec.Command("bash", "-c", killCommand(pidFile))
+	again := exec.Command("bash", "-c", KillScript(pidFile))
 	again.Env = bashEnv(t)
 	if out, err := again.CombinedOutput(); err != nil {
-		t.Errorf("second killCommand: %v: %s", err, out)
+		t.Errorf("second KillScript: %v: %s", err, out)
 	}
 }
 
 // TestKillCommandHostilePidFile: a pid file path with shell syntax is
-// quoted; killCommand never executes it.
+// quoted; KillScript never executes it.
 func TestKillCommandHostilePidFile(t *testing.T) {
 	needBash(t)
 	dir := t.TempDir()
@@ -413,10 +414,10 @@ func TestKillCommandHostilePidFile(t *testing.T) {
 		filepath.Join(dir, "`touch "+canary+"`"),
 		filepath.Join(dir, "x'; touch "+canary+"; '"),
 	} {
-		cmd := exec.Command("bash", "-c", killCommand(p))
+		cmd := exec.Command("bash", "-c", KillScript(p))
 		cmd.Env = bashEnv(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("killCommand(%q): %v: %s", p, err, out)
+			t.Errorf("KillScript(%q): %v: %s", p, err, out)
 		}
 	}
 	if _, err := os.Stat(canary); err == nil {
@@ -424,10 +425,11 @@ func TestKillCommandHostilePidFile(t *testing.T) {
 	}
 }
 
-// FuzzRemoteCommand: for any argv and workdir, the tail of the rendered
-// command is `exec bash -lc <inner> bash <argv...>` as separate literal
-// words (checked with sshx.Split, which performs no expansion), argv words
-// never leak into the inner script, and no env value can appear.
+// FuzzRemoteCommand: for any argv and workdir, the command line is
+// `... exec bash -lc <inner> bash <script file>` as literal words (checked
+// with sshx.Split, which performs no expansion), its length does not grow
+// with the argv, the argv travels in the script on stdin after the env,
+// and in argv mode the script splits back into exactly the argv.
 func FuzzRemoteCommand(f *testing.F) {
 	f.Add("/home/coder/crabbox/cbx_0123456789ab/repo", "go\x00test\x00./...", false, false)
 	f.Add("/w", "printf\x00%s\\0\x00$(touch x)\x00`id`\x00a'b", false, true)
@@ -439,40 +441,52 @@ func FuzzRemoteCommand(f *testing.F) {
 			return // remote paths cannot hold NUL
 		}
 		argv := strings.Split(joined, "\x00")
-		remote, pidFile := remoteCommand(workdir, testRunID, argv, shell, auto, 123)
-		if !strings.HasPrefix(pidFile, workdir) && workdir != "" {
-			// path.Join cleans; the pid file still lies under .crabbox/runs.
-			if !strings.HasSuffix(pidFile, "/.crabbox/runs/"+testRunID+".pid") && !strings.HasSuffix(pidFile, ".crabbox/runs/"+testRunID+".pid") {
-				t.Fatalf("pid file %q", pidFile)
-			}
+		env := "A='1'\n"
+		c := Render(Params{Workdir: workdir, RunID: testRunID, Argv: argv, Shell: shell, ResultsAuto: auto, Env: env})
+		if !strings.HasSuffix(c.PIDFile, ".crabbox/runs/"+testRunID+".pid") {
+			t.Fatalf("pid file %q", c.PIDFile)
 		}
-		i := strings.LastIndex(remote, "; exec bash -lc '")
+		short := Render(Params{Workdir: workdir, RunID: testRunID, Argv: []string{"x"}, Shell: shell, ResultsAuto: auto, Env: env})
+		if len(c.Line)-len(short.Line) > 20 { // only the script length's digits may differ
+			t.Fatalf("command line grows with the argv: %d vs %d bytes", len(c.Line), len(short.Line))
+		}
+		i := strings.LastIndex(c.Line, "; exec bash -lc '")
 		if i < 0 {
-			t.Fatalf("no exec bash -lc in %q", remote)
+			t.Fatalf("no exec bash -lc in %q", c.Line)
 		}
-		words, err := sshx.Split(remote[i+2:])
+		words, err := sshx.Split(c.Line[i+2:])
 		if err != nil {
-			t.Fatalf("tail does not split: %v\n%s", err, remote[i+2:])
+			t.Fatalf("tail does not split: %v\n%s", err, c.Line[i+2:])
 		}
-		want := argv
-		if shell {
-			want = []string{strings.Join(argv, " ")}
-		}
-		if len(words) != 5+len(want) || words[0] != "exec" || words[1] != "bash" || words[2] != "-lc" || words[4] != "bash" {
+		if len(words) != 6 || words[0] != "exec" || words[1] != "bash" || words[2] != "-lc" || words[4] != "bash" ||
+			!strings.HasSuffix(words[5], "/.crabbox/runs/"+testRunID+".sh") {
 			t.Fatalf("words %q", words)
 		}
-		for k, w := range want {
-			if words[5+k] != w {
-				t.Fatalf("argv word %d = %q, want %q", k, words[5+k], w)
-			}
+		if !strings.Contains(words[3], `; bash "$1" </dev/null & p=$!;`) {
+			t.Fatalf("inner script %q", words[3])
 		}
-		inner := words[3]
-		wantTarget := `"$@"`
+		script, ok := strings.CutPrefix(c.Stdin, env)
+		if !ok {
+			t.Fatalf("stdin does not start with the env file: %q", c.Stdin)
+		}
 		if shell {
-			wantTarget = `bash -c "$1"`
+			if script != strings.Join(argv, " ")+"\n" {
+				t.Fatalf("shell script %q", script)
+			}
+			return
 		}
-		if !strings.Contains(inner, "; "+wantTarget+" </dev/null & p=$!;") {
-			t.Fatalf("inner script %q lacks %s", inner, wantTarget)
+		body, ok := strings.CutPrefix(script, "exec ")
+		if !ok {
+			t.Fatalf("argv script %q", script)
+		}
+		got, err := sshx.Split(body)
+		if err != nil || len(got) != len(argv) {
+			t.Fatalf("script %q splits into %q (%v), want %q", body, got, err, argv)
+		}
+		for k := range argv {
+			if got[k] != argv[k] {
+				t.Fatalf("argv word %d = %q, want %q", k, got[k], argv[k])
+			}
 		}
 	})
 }
