@@ -103,7 +103,7 @@ func (w *world) crabboxEnv(extra []string, args ...string) result {
 	if ctx.Err() != nil {
 		w.t.Fatalf("crabbox %v timed out after %s\nstderr:\n%s", args, cmdTimeout, r.stderr)
 	}
-	w.t.Logf("$ crabbox %s -> exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	w.t.Logf("$ crabbox %s -> exit %d\n%s%s", shortArgs(args), r.code, r.stdout, r.stderr)
 	return r
 }
 
@@ -454,4 +454,13 @@ type histRec struct {
 func (w *world) history(args ...string) []histRec {
 	w.t.Helper()
 	return decodeJSON[[]histRec](w.t, w.must(append([]string{"history", "--json"}, args...)...).stdout)
+}
+
+// shortArgs joins args for a log line, cut at 400 bytes.
+func shortArgs(args []string) string {
+	s := strings.Join(args, " ")
+	if len(s) > 400 {
+		s = s[:400] + "… (" + strconv.Itoa(len(s)) + " bytes)"
+	}
+	return s
 }
