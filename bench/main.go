@@ -72,7 +72,9 @@ func run() error {
 	p := strings.Split(string(out), "\x00")
 	e.coder = filepath.Join(strings.SplitN(p[0], ":", 2)[0], "coder")
 	home := filepath.Join(tmp, "home")
-	e.environ = []string{"PATH=" + p[0], "HOME=" + home, "CODER_CONFIG_DIR=" + p[1], "CODER_URL=" + p[2],
+	// The generated repos' crabbox.yaml sets coder.workRoot: the bench
+	// trusts its own checkouts, as CI would.
+	e.environ = []string{"PATH=" + p[0], "HOME=" + home, "CODER_CONFIG_DIR=" + p[1], "CODER_URL=" + p[2], "CRABBOX_TRUST_REPO_CONFIG=1",
 		"XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "XDG_STATE_HOME=" + filepath.Join(home, ".local", "state"), "LANG=C.UTF-8"}
 	template := p[3]
 

@@ -46,8 +46,17 @@ func newWorld(t *testing.T) *world {
 	w.write("README.md", "hello from crabbox e2e\n")
 	w.git("add", "-A")
 	w.git("-c", "user.email=e2e@example.com", "-c", "user.name=e2e", "commit", "-qm", "init")
-	// Repo config: provider and template, as a user would set them.
-	w.write("crabbox.yaml", "provider: coder\ncoder:\n  template: "+lab.Template+"\n  workRoot: "+filepath.Join(w.home, "remote-work")+"\n")
+	// Repo config: provider and template, as a user would set them. The
+	// work root chooses where the workspace writes, so a repo file may only
+	// set it once trusted: it lives in the user's own config.
+	w.write("crabbox.yaml", "provider: coder\ncoder:\n  template: "+lab.Template+"\n")
+	userCfg := filepath.Join(w.home, ".config", "crabbox", "config.yaml")
+	if err := os.MkdirAll(filepath.Dir(userCfg), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(userCfg, []byte("coder:\n  workRoot: "+filepath.Join(w.home, "remote-work")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return w
 }
 

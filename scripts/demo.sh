@@ -59,6 +59,11 @@ YAML
 fi
 cd "$REPO"
 
+# The sample repo's crabbox.yaml sets coder.workRoot, a key a repo file may
+# only set once its content is trusted.
+say "crabbox config trust"
+"$CRABBOX" config trust
+
 say "crabbox doctor"
 "$CRABBOX" doctor
 

@@ -2,12 +2,18 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/crabbox-dev/crabbox/internal/config"
+	"github.com/crabbox-dev/crabbox/internal/trust"
 )
 
 // addConfigFlags registers every configuration flag (--provider, --coder-*,
@@ -33,7 +39,8 @@ func (f *Factory) loadConfig(cmd *cobra.Command) (*config.Config, error) {
 			flags[fs.Name] = fl.Value.String()
 		}
 	}
-	cfg, err := config.Load(config.LoadOptions{Env: f.Env, RepoRoot: f.repoRoot(cmd.Context()), Flags: flags})
+	cfg, err := config.Load(config.LoadOptions{Env: f.Env, RepoRoot: f.repoRoot(cmd.Context()), Flags: flags,
+		Trusted: trust.New(config.StateDir(f.Env)).Trusted})
 	if err != nil {
 		return nil, err
 	}
@@ -77,14 +84,24 @@ came from: default < user < repo < env < flag.`,
 					Source string `json:"source"`
 					File   string `json:"file,omitempty"`
 				}
+				type ignored struct {
+					Key    string `json:"key"`
+					Value  string `json:"value"`
+					File   string `json:"file"`
+					Reason string `json:"reason"`
+				}
 				out := struct {
 					UserConfig       string    `json:"userConfig"`
 					ProviderSelected bool      `json:"providerSelected"`
 					ProviderSource   string    `json:"providerSource"`
 					Settings         []setting `json:"settings"`
-				}{UserConfig: config.UserConfigPath(f.Env), ProviderSelected: cfg.Provider != "", ProviderSource: cfg.Source("provider"), Settings: []setting{}}
+					Ignored          []ignored `json:"ignored"`
+				}{UserConfig: config.UserConfigPath(f.Env), ProviderSelected: cfg.Provider != "", ProviderSource: cfg.Source("provider"), Settings: []setting{}, Ignored: []ignored{}}
 				for _, s := range settings {
 					out.Settings = append(out.Settings, setting{s.Key, s.Value, s.Source, s.File})
+				}
+				for _, ig := range cfg.Ignored {
+					out.Ignored = append(out.Ignored, ignored{ig.Key, ig.Value, ig.File, "untrusted repo config; run " + config.TrustCommand})
 				}
 				enc := json.NewEncoder(f.IO.Out)
 				enc.SetIndent("", "  ")
@@ -103,11 +120,75 @@ came from: default < user < repo < env < flag.`,
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Key, v, src)
 			}
+			for _, ig := range cfg.Ignored {
+				fmt.Fprintf(tw, "%s\t%s\tignored: repo (%s) is not trusted; run %s\n", ig.Key, histEscape(ig.Value), ig.File, config.TrustCommand)
+			}
 			return tw.Flush()
 		},
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "Print JSON")
 	addConfigFlags(show)
 	c.AddCommand(show)
+	c.AddCommand(newConfigTrustCmd(f))
 	return c
+}
+
+func newConfigTrustCmd(f *Factory) *cobra.Command {
+	var revoke bool
+	cmd := &cobra.Command{
+		Use:   "trust",
+		Short: "Trust this repository's crabbox.yaml/.crabbox.yaml as they are now",
+		Long: `A repository's config file is written by whoever wrote the checkout. Keys
+that choose what runs on this machine, what leaves it or what gets destroyed
+(coder.cliPath, coder.workRoot, workRoot, coder.richParameterFile,
+coder.deleteOnRelease, env.allow) are ignored from a repo config file until you
+trust that file's exact content with this command. Editing the file makes it
+untrusted again. User config, environment and flags always apply.
+
+CRABBOX_TRUST_REPO_CONFIG=1 trusts every repo config file (for CI that already
+trusts its checkout).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			root := f.repoRoot(cmd.Context())
+			if root == "" {
+				return usageErr("not in a git repository: there is no repo config file to trust")
+			}
+			store := trust.New(config.StateDir(f.Env))
+			found := false
+			for _, name := range config.RepoConfigFiles {
+				p := filepath.Join(root, name)
+				data, err := os.ReadFile(p)
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				if err != nil {
+					return fmt.Errorf("reading %s: %w", p, err)
+				}
+				found = true
+				if revoke {
+					ok, err := store.Revoke(p)
+					if err != nil {
+						return err
+					}
+					if ok {
+						fmt.Fprintf(f.IO.Out, "untrusted %s\n", p)
+					} else {
+						fmt.Fprintf(f.IO.Out, "%s was not trusted\n", p)
+					}
+					continue
+				}
+				e, err := store.Trust(p, data, f.Now())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(f.IO.Out, "trusted %s sha256=%s\n", e.Path, e.SHA256)
+			}
+			if !found {
+				return usageErr("no %s in %s: nothing to trust", strings.Join(config.RepoConfigFiles, " or "), root)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&revoke, "revoke", false, "Forget the trust of this repository's config files")
+	return cmd
 }

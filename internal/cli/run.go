@@ -140,11 +140,15 @@ func validateRunOptions(cmd *cobra.Command, o *runOptions) error {
 
 // selectEnv resolves the forwarded environment (values never printed).
 func selectEnv(f *Factory, cfg *config.Config, o *runOptions) (map[string]string, error) {
-	allow, err := envfwd.ParseAllowlist(append(append([]string{}, cfg.Env.Allow...), o.allowEnv...))
+	allow, err := envfwd.ParseAllowlists(cfg.Env.Allow, o.allowEnv)
 	if err != nil {
 		return nil, err
 	}
-	vars := allow.Select(os.Environ())
+	environ := os.Environ()
+	vars := allow.Select(environ)
+	if held := allow.Withheld(environ); len(held) > 0 {
+		fmt.Fprintf(f.IO.ErrOut, "env: not forwarding %s (credentials and crabbox internals are never matched by a pattern or config entry; name one exactly with --allow-env NAME to send it)\n", strings.Join(held, ","))
+	}
 	for _, p := range o.envProfiles {
 		pv, skipped, err := envfwd.ReadProfile(p)
 		if err != nil {
@@ -158,6 +162,9 @@ func selectEnv(f *Factory, cfg *config.Config, o *runOptions) (map[string]string
 				vars[k] = v
 			}
 		}
+	}
+	for _, k := range envfwd.Forced(vars) {
+		fmt.Fprintf(f.IO.ErrOut, "warning: forwarding %s to the workspace because --allow-env names it exactly; it is a credential or a crabbox internal\n", k)
 	}
 	return vars, nil
 }

@@ -50,8 +50,12 @@ type Config struct {
 	// Files are the config files that were read, in layer order.
 	Files []string
 	// Warnings are non-fatal problems: unknown keys, ignored env values, a
-	// user config readable by others.
+	// user config readable by others, keys ignored from an untrusted repo
+	// file.
 	Warnings []string
+	// Ignored are the trust-requiring keys a repo config file set that were
+	// not applied because the file's content is not trusted.
+	Ignored []IgnoredKey
 
 	values map[string]value
 }
@@ -99,6 +103,21 @@ type ResultsConfig struct {
 	FailOnFailures bool
 }
 
+// IgnoredKey is a key set by an untrusted repo config file.
+type IgnoredKey struct {
+	Key    string // canonical key
+	Origin string // as written in the file (alias or key)
+	File   string
+	Value  string
+}
+
+// TrustEnv, set to a true value, trusts every repo config file (for CI
+// that already trusts its checkout).
+const TrustEnv = "CRABBOX_TRUST_REPO_CONFIG"
+
+// TrustCommand is the command that trusts the current repo config files.
+const TrustCommand = "crabbox config trust"
+
 // value is one resolved setting.
 type value struct {
 	v      any
@@ -116,6 +135,11 @@ type LoadOptions struct {
 	// Flags maps flag names (without "--") to raw values, only for flags the
 	// user set explicitly. Names that are not configuration flags are ignored.
 	Flags map[string]string
+	// Trusted reports whether a repo config file with this exact content
+	// was trusted by the user. Nil trusts nothing: trust-requiring keys
+	// (KeySpec.NeedsTrust) from repo files are then ignored, unless
+	// CRABBOX_TRUST_REPO_CONFIG is true.
+	Trusted func(path string, data []byte) bool
 }
 
 // Load reads the config files, applies the env and flag layers, and
@@ -130,8 +154,17 @@ func Load(opts LoadOptions) (*Config, error) {
 		c.values[d.Key] = value{v: d.def, source: SourceDefault}
 	}
 
+	trusted := opts.Trusted
+	if raw, ok := env.get(TrustEnv); ok {
+		if b, ok := parseEnvBool(raw); ok && b {
+			trusted = func(string, []byte) bool { return true }
+		}
+	}
+	if trusted == nil {
+		trusted = func(string, []byte) bool { return false }
+	}
 	for _, f := range configFiles(env, opts.RepoRoot) {
-		if err := c.applyFile(f.path, f.layer, env); err != nil {
+		if err := c.applyFile(f.path, f.layer, env, trusted); err != nil {
 			return nil, err
 		}
 	}
@@ -170,7 +203,7 @@ func configFiles(env Env, repoRoot string) []configFile {
 	return files
 }
 
-func (c *Config) applyFile(path, layer string, env Env) error {
+func (c *Config) applyFile(path, layer string, env Env, trusted func(string, []byte) bool) error {
 	st, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -196,6 +229,8 @@ func (c *Config) applyFile(path, layer string, env Env) error {
 		c.Warnings = append(c.Warnings, path+": "+w)
 	}
 	c.Files = append(c.Files, path)
+	// Trust is decided once per file, on the bytes just parsed.
+	var isTrusted *bool
 	for _, e := range entries {
 		v, err := parseFileValue(e.def, e.raw)
 		if err == nil {
@@ -203,6 +238,20 @@ func (c *Config) applyFile(path, layer string, env Env) error {
 		}
 		if err != nil {
 			return exitcode.Errorf(exitcode.Usage, "%s %v; set in %s", e.name, err, path)
+		}
+		// An invalid value is an error wherever it is; a valid
+		// trust-requiring one from an untrusted repo file is ignored.
+		if layer == SourceRepo && e.def.NeedsTrust {
+			if isTrusted == nil {
+				t := trusted(path, data)
+				isTrusted = &t
+			}
+			if !*isTrusted {
+				c.Ignored = append(c.Ignored, IgnoredKey{Key: e.def.Key, Origin: e.name, File: path, Value: formatValue(v)})
+				c.Warnings = append(c.Warnings, fmt.Sprintf("ignoring %s from %s: the file is not trusted (this key can run programs, send data off this machine or destroy workspaces); to trust its current content, run: %s",
+					e.name, path, TrustCommand))
+				continue
+			}
 		}
 		c.values[e.def.Key] = value{v: v, source: layer, file: path, origin: e.name}
 	}

@@ -49,7 +49,8 @@ func (f *fixture) writeRepo(name, content string) string {
 }
 
 func (f *fixture) load(flags map[string]string) (*Config, error) {
-	return Load(LoadOptions{Env: MapEnv(f.env), RepoRoot: f.repo, Flags: flags})
+	// Repo files are trusted here; the trust rules have their own tests.
+	return Load(LoadOptions{Env: MapEnv(f.env), RepoRoot: f.repo, Flags: flags, Trusted: func(string, []byte) bool { return true }})
 }
 
 func (f *fixture) mustLoad(flags map[string]string) *Config {

@@ -47,6 +47,11 @@ type KeySpec struct {
 	Default string   // default, as shown to users
 	Values  []string // accepted values for enums
 	Usage   string   // one-line description
+	// NeedsTrust marks a key that chooses what runs on this machine, what
+	// leaves it, or what is destroyed. A repo config file sets it only when
+	// the user trusted that file's exact content (crabbox config trust);
+	// user config, env and flags always apply.
+	NeedsTrust bool
 }
 
 // keyDef is a KeySpec plus how to parse, check and store its value.
@@ -91,7 +96,7 @@ var keyTable = []*keyDef{
 	},
 	{
 		KeySpec: KeySpec{Key: "workRoot", Env: "CRABBOX_WORK_ROOT", Kind: KindString, Default: DefaultWorkRoot,
-			Usage: "Generic remote base directory for work dirs; a provider-specific root wins."},
+			Usage: "Generic remote base directory for work dirs; a provider-specific root wins.", NeedsTrust: true},
 		def: DefaultWorkRoot, check: checkAbsPath,
 		set: func(c *Config, v any) { c.WorkRoot = str(v) },
 	},
@@ -125,7 +130,7 @@ var keyTable = []*keyDef{
 	// coder:
 	{
 		KeySpec: KeySpec{Key: "coder.cliPath", Env: "CRABBOX_CODER_CLI", Flag: "coder-cli", Kind: KindString, Default: DefaultCoderCLI,
-			Usage: "Path or name of the coder CLI (~ is expanded)."},
+			Usage: "Path or name of the coder CLI (~ is expanded).", NeedsTrust: true},
 		def: DefaultCoderCLI, check: checkCLIPath, path: true,
 		set: func(c *Config, v any) { c.Coder.CLIPath = str(v) },
 	},
@@ -151,7 +156,7 @@ var keyTable = []*keyDef{
 	{
 		KeySpec: KeySpec{Key: "coder.workRoot", Env: "CRABBOX_CODER_WORK_ROOT", Flag: "coder-work-root", Kind: KindString,
 			Default: DefaultCoderWorkRoot,
-			Usage:   "Remote base directory for work dirs in Coder workspaces (also sets the generic work root)."},
+			Usage:   "Remote base directory for work dirs in Coder workspaces (also sets the generic work root).", NeedsTrust: true},
 		def: DefaultCoderWorkRoot, check: checkCoderWorkRoot, alsoSetsByFlag: "workRoot",
 		set: func(c *Config, v any) { c.Coder.WorkRoot = str(v) },
 	},
@@ -177,14 +182,14 @@ var keyTable = []*keyDef{
 	},
 	{
 		KeySpec: KeySpec{Key: "coder.richParameterFile", Env: "CRABBOX_CODER_RICH_PARAMETER_FILE", Flag: "coder-rich-parameter-file", Kind: KindString,
-			Usage: "Rich parameter file passed to coder create (~ is expanded)."},
+			Usage: "Rich parameter file passed to coder create (~ is expanded).", NeedsTrust: true},
 		def: "", check: trimString, path: true,
 		set: func(c *Config, v any) { c.Coder.RichParameterFile = str(v) },
 	},
 	{
 		KeySpec: KeySpec{Key: "coder.deleteOnRelease", Env: "CRABBOX_CODER_DELETE_ON_RELEASE", Flag: "coder-delete-on-release", Kind: KindBool,
 			Default: "false",
-			Usage:   "Delete the workspace on release instead of stopping it."},
+			Usage:   "Delete the workspace on release instead of stopping it.", NeedsTrust: true},
 		def: false,
 		set: func(c *Config, v any) { c.Coder.DeleteOnRelease = boolean(v) },
 	},
@@ -259,7 +264,7 @@ var keyTable = []*keyDef{
 	// env:
 	{
 		KeySpec: KeySpec{Key: "env.allow", Env: "CRABBOX_ENV_ALLOW", Kind: KindList, Default: "CI,NODE_OPTIONS",
-			Usage: "Local env var names (or PREFIX*) forwarded to the remote command."},
+			Usage: "Local env var names (or PREFIX*) forwarded to the remote command.", NeedsTrust: true},
 		def: []string{"CI", "NODE_OPTIONS"}, check: checkEnvAllow, set: func(c *Config, v any) { c.Env.Allow = list(v) },
 	},
 

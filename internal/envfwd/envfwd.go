@@ -20,10 +20,58 @@ var nameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // ValidName reports whether s is a shell-safe variable name.
 func ValidName(s string) bool { return nameRe.MatchString(s) }
 
-// Allowlist is a set of exact names and PREFIX* patterns.
+// Allowlist is a set of exact names and PREFIX* patterns, plus the names
+// written out exactly on the command line (the only way a denied name is
+// forwarded).
 type Allowlist struct {
 	exact    map[string]bool
 	prefixes []string
+	explicit map[string]bool
+}
+
+// Denied names are credentials or crabbox's own internals: no allowlist
+// entry forwards them (no PREFIX* pattern and no config entry), only a
+// name written out exactly on the command line (--allow-env NAME).
+var (
+	deniedPrefixes = []string{
+		"CODER_",   // session tokens, agent tokens, deployment credentials
+		"CRABBOX_", // crabbox internals (CRABBOX_LEASE_ID & co are set by crabbox itself)
+	}
+	deniedExact = map[string]bool{
+		"SSH_AUTH_SOCK":            true, // the local ssh agent
+		"SSH_AGENT_PID":            true,
+		"GPG_AGENT_INFO":           true,
+		"SSH_ASKPASS":              true,
+		"GIT_ASKPASS":              true,
+		"KRB5CCNAME":               true,
+		"DBUS_SESSION_BUS_ADDRESS": true,
+	}
+)
+
+// Denied reports whether name is on the deny-list.
+func Denied(name string) bool {
+	if deniedExact[name] {
+		return true
+	}
+	for _, p := range deniedPrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseAllowlists parses the configured entries and the command line's
+// (--allow-env). Exact names from the command line may also forward a
+// denied name; see Denied.
+func ParseAllowlists(configured, cli []string) (Allowlist, error) {
+	a, err := ParseAllowlist(append(append([]string{}, configured...), cli...))
+	if err != nil {
+		return a, err
+	}
+	c, _ := ParseAllowlist(cli)
+	a.explicit = c.exact
+	return a, nil
 }
 
 // ParseAllowlist parses entries (each may itself be comma-separated). A bare
@@ -53,8 +101,12 @@ func ParseAllowlist(entries []string) (Allowlist, error) {
 	return a, nil
 }
 
-// Allows reports whether name is allowlisted.
+// Allows reports whether name is allowlisted. A denied name is allowed
+// only when the command line names it exactly.
 func (a Allowlist) Allows(name string) bool {
+	if Denied(name) {
+		return a.explicit[name]
+	}
 	if a.exact[name] {
 		return true
 	}
@@ -64,6 +116,47 @@ func (a Allowlist) Allows(name string) bool {
 		}
 	}
 	return false
+}
+
+// Matched reports whether an entry (exact or pattern) names name, before
+// the deny-list is applied.
+func (a Allowlist) Matched(name string) bool {
+	if a.exact[name] {
+		return true
+	}
+	for _, p := range a.prefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Withheld are the names set in environ that an entry matched but the
+// deny-list kept back (for a note; never values).
+func (a Allowlist) Withheld(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		k, _, ok := strings.Cut(kv, "=")
+		if ok && ValidName(k) && a.Matched(k) && !a.Allows(k) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Forced are the denied names among vars: forwarded only because the
+// command line named them exactly (for a warning).
+func Forced(vars map[string]string) []string {
+	var out []string
+	for k := range vars {
+		if Denied(k) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Select returns the allowlisted variables of environ (KEY=VALUE entries)
