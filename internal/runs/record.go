@@ -69,9 +69,12 @@ type Record struct {
 	LogTruncated bool
 	LogBytes     int64 // bytes written to the log, dropped ones included
 
-	// The crabbox process that owns the record while it is running.
+	// The crabbox process that owns the record while it is running: its
+	// PID, start time and boot decide whether it still runs (see
+	// ownerAlive); Host is informational.
 	PID      int
 	PIDStart uint64 // the process's start time (Linux: /proc/<pid>/stat field 22); 0 when unknown
+	BootID   string // the kernel's boot ID when the run started (Linux: /proc/sys/kernel/random/boot_id); "" when unknown
 	Host     string
 }
 
@@ -106,6 +109,7 @@ type recordJSON struct {
 	LogBytes     int64            `json:"logBytes"`
 	PID          int              `json:"pid"`
 	PIDStart     uint64           `json:"pidStart,omitempty"`
+	BootID       string           `json:"bootId,omitempty"`
 	Host         string           `json:"host,omitempty"`
 }
 
@@ -117,7 +121,7 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		RepoRoot: r.RepoRoot, Workdir: r.Workdir, Command: r.Command, Shell: r.Shell,
 		State: r.State, ExitCode: r.ExitCode, StartedAt: r.StartedAt,
 		Phases: r.Phases, SyncSkipped: r.SyncSkipped, Results: r.Results,
-		LogTruncated: r.LogTruncated, LogBytes: r.LogBytes, PID: r.PID, PIDStart: r.PIDStart, Host: r.Host,
+		LogTruncated: r.LogTruncated, LogBytes: r.LogBytes, PID: r.PID, PIDStart: r.PIDStart, BootID: r.BootID, Host: r.Host,
 	}
 	if j.Command == nil {
 		j.Command = []string{}
@@ -156,7 +160,7 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 		RepoRoot: j.RepoRoot, Workdir: j.Workdir, Command: j.Command, Shell: j.Shell,
 		State: j.State, ExitCode: j.ExitCode, StartedAt: j.StartedAt,
 		Phases: j.Phases, SyncSkipped: j.SyncSkipped, Results: j.Results,
-		LogTruncated: j.LogTruncated, LogBytes: j.LogBytes, PID: j.PID, PIDStart: j.PIDStart, Host: j.Host,
+		LogTruncated: j.LogTruncated, LogBytes: j.LogBytes, PID: j.PID, PIDStart: j.PIDStart, BootID: j.BootID, Host: j.Host,
 	}
 	if j.EndedAt != nil {
 		r.EndedAt = *j.EndedAt

@@ -35,7 +35,7 @@ type Run struct {
 // Start records a new run in state running and opens its log. rec.ID is
 // minted when empty (else it must be a run ID not used yet); StartedAt
 // defaults to now; State, ExitCode, EndedAt, the log fields and the owner
-// (PID, PIDStart, Host: this process) are set by Start.
+// (PID, PIDStart, BootID, Host: this process) are set by Start.
 func (s *Store) Start(rec Record) (*Run, error) {
 	if s.Dir == "" {
 		return nil, errors.New("no state directory for run history: set XDG_STATE_HOME or HOME")
@@ -54,8 +54,8 @@ func (s *Store) Start(rec Record) (*Run, error) {
 	rec.ExitCode = nil
 	rec.EndedAt = time.Time{}
 	rec.LogBytes, rec.LogTruncated = 0, false
-	rec.PID = os.Getpid()
-	rec.Host, rec.PIDStart = self()
+	me := self()
+	rec.PID, rec.PIDStart, rec.BootID, rec.Host = os.Getpid(), me.start, me.boot, me.host
 
 	if err := ensureDir(s.RunsDir()); err != nil {
 		return nil, fmt.Errorf("run history: %w", err)

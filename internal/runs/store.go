@@ -294,7 +294,7 @@ func settle(dir string, rec *Record) {
 		*rec = *cur
 		return
 	}
-	if cur.PID != rec.PID || cur.PIDStart != rec.PIDStart {
+	if cur.PID != rec.PID || cur.PIDStart != rec.PIDStart || cur.BootID != rec.BootID {
 		return // another owner took over; leave it to the next reader
 	}
 	markInterrupted(dir, cur)
