@@ -477,6 +477,9 @@ func (rs *runState) finish(code int, runErr error) error {
 	if err := rs.rec.Finish(state, exit); err != nil {
 		fmt.Fprintf(f.IO.ErrOut, "warning: recording run %s: %v\n", rs.runID, err)
 	}
+	if rec := rs.rec.Record(); rec.LogIncomplete {
+		fmt.Fprintf(f.IO.ErrOut, "warning: run %s: %s (the outcome is recorded)\n", rs.runID, logIncompleteNote(&rec))
+	}
 
 	// Release per policy.
 	var releaseErr error
