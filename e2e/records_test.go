@@ -143,6 +143,64 @@ func TestRecordsOnWarmLease(t *testing.T) {
 	})
 }
 
+// A one-shot run (fresh lease, released after the run): the record covers
+// the release, so history's duration is the run summary's total=.
+func TestRecordsOneShotDuration(t *testing.T) {
+	w := newWorld(t)
+	r := w.crabbox("run", "--slug", "e2e-oneshot", "--", "sh", "-c", "echo one-shot; sleep 1")
+	if pm := workspaceRe.FindStringSubmatch(r.stderr); pm != nil {
+		t.Cleanup(func() { w.deleteWorkspace(pm[2]) })
+	}
+	if r.code != 0 {
+		t.Fatalf("one-shot run: exit %d\n%s", r.code, r.stderr)
+	}
+	id := runID(t, r)
+	// Positive control: the fresh lease really was released.
+	if !strings.Contains(r.stderr, "lease cleanup stopped=true") {
+		t.Fatalf("no release:\n%s", r.stderr)
+	}
+	m := regexp.MustCompile(`(?m)^run summary run=` + id + ` .* total=(\S+) `).FindStringSubmatch(r.stderr)
+	if m == nil {
+		t.Fatalf("no run summary:\n%s", r.stderr)
+	}
+	total, err := time.ParseDuration(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := w.record(nil, id)
+	if rec.DurationMs == nil || *rec.DurationMs != total.Milliseconds() {
+		t.Errorf("history durationMs=%v, summary total=%s (%d ms): want one figure", deref(rec.DurationMs), m[1], total.Milliseconds())
+	}
+	var release int64 = -1
+	for _, p := range rec.Phases {
+		if p.Name == "release" && !p.Skipped && p.Error == "" {
+			release = p.Ms
+		}
+	}
+	if release <= 0 || rec.DurationMs != nil && release >= *rec.DurationMs {
+		t.Errorf("release phase %d ms in a %v ms run: %+v", release, deref(rec.DurationMs), rec.Phases)
+	}
+	line := w.must("history", "--limit", "1").stdout
+	if want := " duration=" + histDuration(time.Duration(deref(rec.DurationMs))*time.Millisecond) + " "; !strings.Contains(line, id) || !strings.Contains(line, want) {
+		t.Errorf("history line %q lacks %q", line, want)
+	}
+}
+
+func deref(p *int64) int64 {
+	if p == nil {
+		return -1
+	}
+	return *p
+}
+
+// histDuration is history's rendering: ms under a second, else 0.1 s.
+func histDuration(d time.Duration) string {
+	if d < time.Second {
+		return itoa(int(d.Milliseconds())) + "ms"
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
 // tinyStateDir mounts a tmpfs of size on a new directory, copies w's
 // crabbox state (claims, ...) into it and returns it for XDG_STATE_HOME;
 // it is unmounted when the test ends.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/runs"
 )
@@ -73,5 +74,43 @@ func TestHistoryReadsRecordFromBefore(t *testing.T) {
 	code, out, errOut = te.run(t, "logs", "run_1a2b3c4d5e6f")
 	if code != 0 || out != "ok\n" || errOut != "" {
 		t.Errorf("logs: %d %q %q", code, out, errOut)
+	}
+}
+
+// The release after Finish joins the record: its phase is kept and the
+// duration history shows covers it (the run summary's total=).
+func TestHistoryDurationIncludesRelease(t *testing.T) {
+	te, s := histEnv(t)
+	clock := histT0
+	s.Now = func() time.Time { return clock }
+	r, err := s.Start(runs.Record{LeaseID: "cbx_aaaaaaaaaaaa", Command: []string{"true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(4 * time.Second)
+	if err := r.Finish(runs.StateSucceeded, 0); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(2500 * time.Millisecond)
+	if err := r.AddFinalPhase(runs.Phase{Name: "release", Ms: 2500}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Record().Duration(); got != 6500*time.Millisecond {
+		t.Errorf("record duration %s, want 6.5s", got)
+	}
+	code, out, _ := te.run(t, "history")
+	if code != 0 || !strings.Contains(out, " succeeded exit=0 duration=6.5s ") {
+		t.Errorf("history: %q, want duration=6.5s", out)
+	}
+	code, out, _ = te.run(t, "history", "--json")
+	var recs []struct {
+		DurationMs int64        `json:"durationMs"`
+		Phases     []runs.Phase `json:"phases"`
+	}
+	if err := json.Unmarshal([]byte(out), &recs); code != 0 || err != nil || len(recs) != 1 {
+		t.Fatalf("history --json: %d %v %s", code, err, out)
+	}
+	if recs[0].DurationMs != 6500 || len(recs[0].Phases) != 1 || recs[0].Phases[0].Name != "release" || recs[0].Phases[0].Ms != 2500 {
+		t.Errorf("history --json: %+v", recs[0])
 	}
 }

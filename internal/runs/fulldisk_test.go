@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // tinyTmpfs mounts a tmpfs of size bytes on a fresh directory (root only)
@@ -169,5 +170,41 @@ func TestReserveLifetime(t *testing.T) {
 	}
 	if _, ok := reserve(killed); ok {
 		t.Error("reserve left after the run was found interrupted")
+	}
+}
+
+// The release is recorded after Finish: before it the record is already
+// finished (a kill during the release leaves it so), after it the phase is
+// there and the end moved past it. It is refused before Finish.
+func TestAddFinalPhase(t *testing.T) {
+	s := New(t.TempDir())
+	clock := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	s.Now = func() time.Time { return clock }
+	r, err := s.Start(Record{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddFinalPhase(Phase{Name: "release"}); err == nil {
+		t.Error("final phase accepted before Finish")
+	}
+	clock = clock.Add(time.Second)
+	if err := r.Finish(StateSucceeded, 0); err != nil {
+		t.Fatal(err)
+	}
+	onDisk, err := readRecord(r.Dir(), r.ID())
+	if err != nil || onDisk.State != StateSucceeded || onDisk.Duration() != time.Second || len(onDisk.Phases) != 0 {
+		t.Fatalf("after Finish: %+v %v", onDisk, err)
+	}
+	clock = clock.Add(3 * time.Second)
+	if err := r.AddFinalPhase(Phase{Name: "release", Ms: 3000, Error: "coder stop: boom"}); err != nil {
+		t.Fatal(err)
+	}
+	onDisk, err = readRecord(r.Dir(), r.ID())
+	if err != nil || onDisk.State != StateSucceeded || *onDisk.ExitCode != 0 || onDisk.Duration() != 4*time.Second ||
+		len(onDisk.Phases) != 1 || onDisk.Phases[0] != (Phase{Name: "release", Ms: 3000, Error: "coder stop: boom"}) {
+		t.Errorf("after the release: %+v %v", onDisk, err)
+	}
+	if r.Record().Duration() != onDisk.Duration() {
+		t.Errorf("in memory %s, on disk %s", r.Record().Duration(), onDisk.Duration())
 	}
 }

@@ -37,12 +37,14 @@ func ValidState(s string) bool {
 	return false
 }
 
-// Phase is one timed step of a run (lease, sync, command, ...).
+// Phase is one timed step of a run (sync.*, release, ...). Error is set
+// when the step failed.
 type Phase struct {
 	Name    string `json:"name"`
 	Ms      int64  `json:"ms"`
 	Skipped bool   `json:"skipped"`
 	Reason  string `json:"reason"`
+	Error   string `json:"error,omitempty"`
 }
 
 // Record is one run. Command holds the command as given; callers redact

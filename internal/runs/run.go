@@ -286,3 +286,27 @@ func (r *Run) Finish(state string, exitCode int) error {
 	r.finished = true
 	return nil
 }
+
+// AddFinalPhase records a step that ran after Finish, the release of the
+// lease: it appends p and moves EndedAt to now, so the record's duration
+// covers the whole crabbox run (the figure run prints as total=). State
+// and exit code stay as Finish recorded them; a process killed during the
+// step leaves the record as Finish wrote it.
+func (r *Run) AddFinalPhase(p Phase) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.finished {
+		return fmt.Errorf("run %s: final phase %q before Finish", r.id, p.Name)
+	}
+	next := r.rec.Clone()
+	next.Phases = append(next.Phases, p)
+	if end := r.store.now(); end.After(next.EndedAt) {
+		next.EndedAt = end
+	}
+	r.logStats(&next)
+	r.rec = next
+	if err := writeRecord(r.dir, &next); err != nil {
+		return fmt.Errorf("run %s: save record: %w", r.id, err)
+	}
+	return nil
+}
