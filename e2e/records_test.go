@@ -186,6 +186,42 @@ func TestRecordsOneShotDuration(t *testing.T) {
 	}
 }
 
+// SIGKILL during the release of a one-shot run: the outcome was recorded
+// before the release began, so the record is finished (succeeded, exit 0),
+// without a release phase, never interrupted.
+func TestRecordsKillDuringRelease(t *testing.T) {
+	w := newWorld(t)
+	f := newFaults(t)
+	f.set("stop 1 delay 5s")
+	p := w.start("", nil, f.args("run", "--slug", "e2e-killrelease", "--", "echo", "before-release")...)
+	waitUntil(t, 3*time.Minute, "the release (coder stop) to start", p, func() bool { return f.marker("delay.stop.1") })
+	r := p.kill()
+	wantCode(t, r, 137, "killed during release")
+	if pm := workspaceRe.FindStringSubmatch(r.stderr); pm != nil {
+		t.Cleanup(func() {
+			// Let the orphaned stop end before deleting (bounded).
+			for end := time.Now().Add(time.Minute); !f.marker("done.stop.1") && time.Now().Before(end); {
+				time.Sleep(200 * time.Millisecond)
+			}
+			w.deleteWorkspace(pm[2])
+		})
+	}
+	// Positive control: the command ran and crabbox was in the release.
+	if !strings.Contains(r.stdout, "before-release") || strings.Contains(r.stderr, "run summary") {
+		t.Fatalf("not killed during the release:\n%s%s", r.stdout, r.stderr)
+	}
+	id := runID(t, r)
+	rec := w.record(nil, id)
+	if rec.State != "succeeded" || rec.ExitCode == nil || *rec.ExitCode != 0 || rec.DurationMs == nil {
+		t.Errorf("record after a kill during the release: state %s exit %v duration %v, want succeeded exit 0 with an end", rec.State, rec.ExitCode, deref(rec.DurationMs))
+	}
+	for _, ph := range rec.Phases {
+		if ph.Name == "release" {
+			t.Errorf("release phase recorded for a release that never ended: %+v", ph)
+		}
+	}
+}
+
 func deref(p *int64) int64 {
 	if p == nil {
 		return -1
