@@ -199,9 +199,11 @@ func TestRecordsKillDuringRelease(t *testing.T) {
 	wantCode(t, r, 137, "killed during release")
 	if pm := workspaceRe.FindStringSubmatch(r.stderr); pm != nil {
 		t.Cleanup(func() {
-			// Let the orphaned stop end before deleting (bounded).
-			for end := time.Now().Add(time.Minute); !f.marker("done.stop.1") && time.Now().Before(end); {
-				time.Sleep(200 * time.Millisecond)
+			// Let the orphaned stop's build end before deleting (bounded).
+			for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); time.Sleep(time.Second) {
+				if row := w.coderRow(pm[2]); row == nil || row.Status == "stopped" || row.Status == "failed" {
+					break
+				}
 			}
 			w.deleteWorkspace(pm[2])
 		})
