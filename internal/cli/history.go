@@ -50,6 +50,9 @@ network.
 One line per run:
   <runID> <leaseID|-> <slug|-> <state> exit=<n|-> duration=<d> started=<RFC3339> command=<cmd>
 
+duration covers the whole 'crabbox run', the release of the lease included:
+it is the run summary's total=.
+
 States: running, succeeded, failed, interrupted. A run whose crabbox process
 is gone without finishing it is shown (and recorded) as interrupted.
 
