@@ -208,3 +208,37 @@ func TestAddFinalPhase(t *testing.T) {
 		t.Errorf("in memory %s, on disk %s", r.Record().Duration(), onDisk.Duration())
 	}
 }
+
+// When Finish cannot write the record, the outcome is kept and the final
+// phase's write records it.
+func TestFinishWriteErrorKeepsOutcome(t *testing.T) {
+	s := New(t.TempDir())
+	r, err := s.Start(Record{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(r.Dir(), lockName)
+	// A directory where the lock file should be: every record write fails.
+	if err := os.Remove(lock); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(lock, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Finish(StateFailed, 3); err == nil {
+		t.Fatal("Finish wrote a record it cannot lock")
+	}
+	if onDisk, _ := readRecord(r.Dir(), r.ID()); onDisk.State != StateRunning {
+		t.Fatalf("control: run.json was written (%s)", onDisk.State)
+	}
+	if err := os.Remove(lock); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddFinalPhase(Phase{Name: "release", Skipped: true, Reason: "lease kept"}); err != nil {
+		t.Fatal(err)
+	}
+	onDisk, err := readRecord(r.Dir(), r.ID())
+	if err != nil || onDisk.State != StateFailed || onDisk.ExitCode == nil || *onDisk.ExitCode != 3 || onDisk.EndedAt.IsZero() || len(onDisk.Phases) != 1 {
+		t.Errorf("after the final phase: %+v %v", onDisk, err)
+	}
+}

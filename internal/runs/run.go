@@ -256,7 +256,9 @@ func (r *Run) Update(fn func(*Record)) error {
 // Finish closes the log and records the end: state succeeded, failed or
 // interrupted, the exit code (a negative exitCode records none, e.g. when
 // the command never ran), EndedAt = now. Finishing a finished run is a
-// no-op.
+// no-op. When the record cannot be written (even through the reserve) the
+// error is returned and the outcome is still kept: AddFinalPhase writes
+// it with the record.
 func (r *Run) Finish(state string, exitCode int) error {
 	if state != StateSucceeded && state != StateFailed && state != StateInterrupted {
 		return fmt.Errorf("run %s: cannot finish in state %q", r.id, state)
@@ -279,11 +281,11 @@ func (r *Run) Finish(state string, exitCode int) error {
 		next.EndedAt = next.StartedAt
 	}
 	r.logStats(&next)
+	r.rec = next
+	r.finished = true
 	if err := writeRecord(r.dir, &next); err != nil {
 		return fmt.Errorf("run %s: save record: %w", r.id, err)
 	}
-	r.rec = next
-	r.finished = true
 	return nil
 }
 
