@@ -50,6 +50,9 @@ network.
 One line per run:
   <runID> <leaseID|-> <slug|-> <state> exit=<n|-> duration=<d> started=<RFC3339> command=<cmd>
 
+duration covers the whole 'crabbox run', the release of the lease included:
+it is the run summary's total=.
+
 States: running, succeeded, failed, interrupted. A run whose crabbox process
 is gone without finishing it is shown (and recorded) as interrupted.
 
@@ -196,9 +199,12 @@ func newLogsCmd(f *Factory) *cobra.Command {
 		Short: "Print a recorded run's output (local, read-only)",
 		Long: `Print the combined stdout and stderr a run produced, as recorded on this
 machine. Only the last 8 MiB of a run's output are kept; when more was
-written a note on stderr says so. --tail N prints only the last N lines.
+written a note on stderr says so. When the log could not be written to
+the end (e.g. the disk was full) a note says so, why, and after how many
+bytes. --tail N prints only the last N lines.
 
---json prints {"run": <record>, "log": "<output>", "logTruncated": <bool>}.
+--json prints {"run": <record>, "log": "<output>", "logTruncated": <bool>,
+"logIncomplete": <bool>}.
 
 EXIT STATUS
   0  printed
@@ -225,13 +231,17 @@ EXIT STATUS
 			}
 			if asJSON {
 				return histJSON(f.IO.Out, struct {
-					Run          *runs.Record `json:"run"`
-					Log          string       `json:"log"`
-					LogTruncated bool         `json:"logTruncated"`
-				}{rec, log, truncated})
+					Run           *runs.Record `json:"run"`
+					Log           string       `json:"log"`
+					LogTruncated  bool         `json:"logTruncated"`
+					LogIncomplete bool         `json:"logIncomplete"`
+				}{rec, log, truncated, rec.LogIncomplete})
 			}
 			if truncated {
 				fmt.Fprintf(f.IO.ErrOut, "note: output truncated: %d bytes written, the last %d kept\n", rec.LogBytes, runs.MaxLogBytes)
+			}
+			if rec.LogIncomplete {
+				fmt.Fprintln(f.IO.ErrOut, "note: "+logIncompleteNote(rec))
 			}
 			if rec.State == runs.StateRunning {
 				fmt.Fprintf(f.IO.ErrOut, "note: run %s is still running\n", id)
@@ -243,6 +253,20 @@ EXIT STATUS
 	cmd.Flags().IntVar(&tail, "tail", 0, "Print only the last N lines (0: everything kept)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "Print JSON")
 	return cmd
+}
+
+// logIncompleteNote says that the end of a run's output is missing from
+// its log, why, and where it stops.
+func logIncompleteNote(rec *runs.Record) string {
+	why := rec.LogError
+	if why == "" {
+		why = "write error"
+	}
+	note := fmt.Sprintf("log incomplete: %s after %d bytes", why, rec.LogStoppedAt)
+	if lost := rec.LogBytes - rec.LogStoppedAt; lost > 0 {
+		note += fmt.Sprintf("; the remaining %d bytes of output were not kept", lost)
+	}
+	return note
 }
 
 func newResultsCmd(f *Factory) *cobra.Command {

@@ -188,8 +188,10 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 	}
 	rs := &runState{f: f, o: o, lc: lc, runID: lease.NewRunID(), start: f.Now(), fresh: o.id == "", timing: map[string]any{"provider": "coder"},
 		subdir: f.repoPrefix(cmd.Context())}
-	rs.rec, err = runs.New(config.StateDir(f.Env)).Start(runs.Record{
-		ID: rs.runID, Provider: "coder", RepoRoot: lc.repoRoot, Command: o.argv, Shell: o.shell,
+	store := runs.New(config.StateDir(f.Env))
+	store.Now = f.Now // the record's start and end are total='s
+	rs.rec, err = store.Start(runs.Record{
+		ID: rs.runID, Provider: "coder", RepoRoot: lc.repoRoot, Command: o.argv, Shell: o.shell, StartedAt: rs.start,
 	})
 	if err != nil {
 		return err
@@ -456,13 +458,19 @@ func (rs *runState) finish(code int, runErr error) error {
 	case exit != 0:
 		state = "failed"
 	}
+	// The outcome is recorded before the release, so a kill during the
+	// release leaves a finished record.
 	if err := rs.rec.Finish(state, exit); err != nil {
 		fmt.Fprintf(f.IO.ErrOut, "warning: recording run %s: %v\n", rs.runID, err)
+	}
+	if rec := rs.rec.Record(); rec.LogIncomplete {
+		fmt.Fprintf(f.IO.ErrOut, "warning: run %s: %s (the outcome is recorded)\n", rs.runID, logIncompleteNote(&rec))
 	}
 
 	// Release per policy.
 	var releaseErr error
 	released := false
+	releaseStart := f.Now()
 	if rs.lease != nil && rs.shouldRelease(exit, runErr) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		rs.lc.close() // the tunnel is not needed to stop the workspace
@@ -475,7 +483,21 @@ func (rs *runState) finish(code int, runErr error) error {
 		}
 		fmt.Fprintf(f.IO.ErrOut, "lease cleanup stopped=%t policy=%s lease=%s slug=%s\n", released, policy, rs.lease.ID, dash(rs.lease.Slug))
 	}
-	total := f.Now().Sub(rs.start)
+	// The release joins the record as its last phase and the record's end
+	// moves past it: history's duration and total= are one figure.
+	if rs.lease != nil {
+		phase := runs.Phase{Name: "release", Ms: f.Now().Sub(releaseStart).Milliseconds()}
+		switch {
+		case releaseErr != nil:
+			phase.Error = results.FirstLine(releaseErr.Error())
+		case !released:
+			phase.Skipped, phase.Reason = true, "lease kept"
+		}
+		if err := rs.rec.AddFinalPhase(phase); err != nil {
+			fmt.Fprintf(f.IO.ErrOut, "warning: recording run %s: %v\n", rs.runID, err)
+		}
+	}
+	total := rs.rec.Record().Duration().Truncate(time.Millisecond) // durationMs
 	rs.timing["totalMs"], rs.timing["exitCode"], rs.timing["runStatus"] = total.Milliseconds(), exit, state
 	rs.timing["leaseStopped"] = released
 	if releaseErr != nil {

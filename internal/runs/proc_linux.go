@@ -58,3 +58,13 @@ func processAlive(pid int, wantStart uint64) bool {
 	}
 	return wantStart == 0 || start == wantStart
 }
+
+// bootID is the kernel's boot ID (a random UUID drawn at each boot; ""
+// when unreadable).
+func bootID() string {
+	data, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return string(bytes.TrimSpace(data))
+}

@@ -37,12 +37,14 @@ func ValidState(s string) bool {
 	return false
 }
 
-// Phase is one timed step of a run (lease, sync, command, ...).
+// Phase is one timed step of a run (sync.*, release, ...). Error is set
+// when the step failed.
 type Phase struct {
 	Name    string `json:"name"`
 	Ms      int64  `json:"ms"`
 	Skipped bool   `json:"skipped"`
 	Reason  string `json:"reason"`
+	Error   string `json:"error,omitempty"`
 }
 
 // Record is one run. Command holds the command as given; callers redact
@@ -66,12 +68,21 @@ type Record struct {
 	SyncSkipped bool
 	Results     *results.Summary
 
-	LogTruncated bool
-	LogBytes     int64 // bytes written to the log, dropped ones included
+	LogTruncated bool  // the start of the output was dropped (more than MaxLogBytes)
+	LogBytes     int64 // bytes of output, dropped ones included
+	// The log stopped before the output ended (a write error such as a
+	// full disk): LogError says why, LogStoppedAt after how many bytes of
+	// output; the rest was not kept.
+	LogIncomplete bool
+	LogError      string
+	LogStoppedAt  int64
 
-	// The crabbox process that owns the record while it is running.
+	// The crabbox process that owns the record while it is running: its
+	// PID, start time and boot decide whether it still runs (see
+	// ownerAlive); Host is informational.
 	PID      int
 	PIDStart uint64 // the process's start time (Linux: /proc/<pid>/stat field 22); 0 when unknown
+	BootID   string // the kernel's boot ID when the run started (Linux: /proc/sys/kernel/random/boot_id); "" when unknown
 	Host     string
 }
 
@@ -85,28 +96,32 @@ func (r Record) Duration() time.Duration {
 
 // recordJSON is the stored and printed shape (lowerCamel keys, fixed order).
 type recordJSON struct {
-	ID           string           `json:"id"`
-	LeaseID      string           `json:"leaseId"`
-	Slug         string           `json:"slug"`
-	Provider     string           `json:"provider"`
-	Workspace    string           `json:"workspace"`
-	RepoRoot     string           `json:"repoRoot"`
-	Workdir      string           `json:"workdir"`
-	Command      []string         `json:"command"`
-	Shell        bool             `json:"shell"`
-	State        string           `json:"state"`
-	ExitCode     *int             `json:"exitCode"`
-	StartedAt    time.Time        `json:"startedAt"`
-	EndedAt      *time.Time       `json:"endedAt"`
-	DurationMs   *int64           `json:"durationMs"`
-	Phases       []Phase          `json:"phases"`
-	SyncSkipped  bool             `json:"syncSkipped"`
-	Results      *results.Summary `json:"results"`
-	LogTruncated bool             `json:"logTruncated"`
-	LogBytes     int64            `json:"logBytes"`
-	PID          int              `json:"pid"`
-	PIDStart     uint64           `json:"pidStart,omitempty"`
-	Host         string           `json:"host,omitempty"`
+	ID            string           `json:"id"`
+	LeaseID       string           `json:"leaseId"`
+	Slug          string           `json:"slug"`
+	Provider      string           `json:"provider"`
+	Workspace     string           `json:"workspace"`
+	RepoRoot      string           `json:"repoRoot"`
+	Workdir       string           `json:"workdir"`
+	Command       []string         `json:"command"`
+	Shell         bool             `json:"shell"`
+	State         string           `json:"state"`
+	ExitCode      *int             `json:"exitCode"`
+	StartedAt     time.Time        `json:"startedAt"`
+	EndedAt       *time.Time       `json:"endedAt"`
+	DurationMs    *int64           `json:"durationMs"`
+	Phases        []Phase          `json:"phases"`
+	SyncSkipped   bool             `json:"syncSkipped"`
+	Results       *results.Summary `json:"results"`
+	LogTruncated  bool             `json:"logTruncated"`
+	LogBytes      int64            `json:"logBytes"`
+	LogIncomplete bool             `json:"logIncomplete"`
+	LogError      string           `json:"logError"`
+	LogStoppedAt  int64            `json:"logStoppedAt"`
+	PID           int              `json:"pid"`
+	PIDStart      uint64           `json:"pidStart,omitempty"`
+	BootID        string           `json:"bootId,omitempty"`
+	Host          string           `json:"host,omitempty"`
 }
 
 // MarshalJSON writes lowerCamel keys; endedAt and durationMs are null while
@@ -117,7 +132,8 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		RepoRoot: r.RepoRoot, Workdir: r.Workdir, Command: r.Command, Shell: r.Shell,
 		State: r.State, ExitCode: r.ExitCode, StartedAt: r.StartedAt,
 		Phases: r.Phases, SyncSkipped: r.SyncSkipped, Results: r.Results,
-		LogTruncated: r.LogTruncated, LogBytes: r.LogBytes, PID: r.PID, PIDStart: r.PIDStart, Host: r.Host,
+		LogTruncated: r.LogTruncated, LogBytes: r.LogBytes,
+		LogIncomplete: r.LogIncomplete, LogError: r.LogError, LogStoppedAt: r.LogStoppedAt, PID: r.PID, PIDStart: r.PIDStart, BootID: r.BootID, Host: r.Host,
 	}
 	if j.Command == nil {
 		j.Command = []string{}
@@ -156,7 +172,8 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 		RepoRoot: j.RepoRoot, Workdir: j.Workdir, Command: j.Command, Shell: j.Shell,
 		State: j.State, ExitCode: j.ExitCode, StartedAt: j.StartedAt,
 		Phases: j.Phases, SyncSkipped: j.SyncSkipped, Results: j.Results,
-		LogTruncated: j.LogTruncated, LogBytes: j.LogBytes, PID: j.PID, PIDStart: j.PIDStart, Host: j.Host,
+		LogTruncated: j.LogTruncated, LogBytes: j.LogBytes,
+		LogIncomplete: j.LogIncomplete, LogError: j.LogError, LogStoppedAt: j.LogStoppedAt, PID: j.PID, PIDStart: j.PIDStart, BootID: j.BootID, Host: j.Host,
 	}
 	if j.EndedAt != nil {
 		r.EndedAt = *j.EndedAt

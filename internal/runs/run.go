@@ -27,7 +27,8 @@ type Run struct {
 	seg     *os.File   // segment being written; nil once closed
 	gen     int
 	segSize int64
-	written int64
+	written int64 // bytes written to the log
+	dropped int64 // bytes of output not written after logErr
 	logErr  error
 	closed  bool
 }
@@ -35,7 +36,7 @@ type Run struct {
 // Start records a new run in state running and opens its log. rec.ID is
 // minted when empty (else it must be a run ID not used yet); StartedAt
 // defaults to now; State, ExitCode, EndedAt, the log fields and the owner
-// (PID, PIDStart, Host: this process) are set by Start.
+// (PID, PIDStart, BootID, Host: this process) are set by Start.
 func (s *Store) Start(rec Record) (*Run, error) {
 	if s.Dir == "" {
 		return nil, errors.New("no state directory for run history: set XDG_STATE_HOME or HOME")
@@ -54,8 +55,8 @@ func (s *Store) Start(rec Record) (*Run, error) {
 	rec.ExitCode = nil
 	rec.EndedAt = time.Time{}
 	rec.LogBytes, rec.LogTruncated = 0, false
-	rec.PID = os.Getpid()
-	rec.Host, rec.PIDStart = self()
+	me := self()
+	rec.PID, rec.PIDStart, rec.BootID, rec.Host = os.Getpid(), me.start, me.boot, me.host
 
 	if err := ensureDir(s.RunsDir()); err != nil {
 		return nil, fmt.Errorf("run history: %w", err)
@@ -80,6 +81,14 @@ func (s *Store) Start(rec Record) (*Run, error) {
 	if err := writeAtomic(filepath.Join(tmp, RecordName), data); err != nil {
 		return fail(err)
 	}
+	// The lock file and the reserve are made now, while there is space:
+	// the record can then be rewritten when the output fills the disk.
+	lock, err := os.OpenFile(filepath.Join(tmp, lockName), os.O_RDWR|os.O_CREATE, fileMode)
+	if err != nil {
+		return fail(err)
+	}
+	_ = lock.Close()
+	ensureReserve(tmp, reserveFor(len(data)))
 	seg, err := openSegment(tmp, 0)
 	if err != nil {
 		return fail(err)
@@ -147,6 +156,11 @@ func (r *Run) LogErr() error {
 func (r *Run) writeLog(p []byte) {
 	r.logMu.Lock()
 	defer r.logMu.Unlock()
+	defer func() {
+		if r.logErr != nil && !r.closed {
+			r.dropped += int64(len(p)) // output the log could not keep
+		}
+	}()
 	for len(p) > 0 && !r.closed && r.logErr == nil {
 		if r.segSize >= MaxLogBytes {
 			if err := r.rotate(); err != nil {
@@ -158,11 +172,11 @@ func (r *Run) writeLog(p []byte) {
 		k, err := r.seg.Write(p[:n])
 		r.segSize += int64(k)
 		r.written += int64(k)
+		p = p[k:]
 		if err != nil {
 			r.logErr = err
 			return
 		}
-		p = p[n:]
 	}
 }
 
@@ -187,8 +201,22 @@ func (r *Run) rotate() error {
 func (r *Run) logStats(rec *Record) {
 	r.logMu.Lock()
 	defer r.logMu.Unlock()
-	rec.LogBytes = r.written
+	rec.LogBytes = r.written + r.dropped
 	rec.LogTruncated = r.written > MaxLogBytes
+	rec.LogIncomplete, rec.LogError, rec.LogStoppedAt = false, "", 0
+	if r.logErr != nil {
+		rec.LogIncomplete, rec.LogError, rec.LogStoppedAt = true, errText(r.logErr), r.written
+	}
+}
+
+// errText is err without the path a *fs.PathError adds ("no space left on
+// device"): the record says which run, not where its files are.
+func errText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Op + " " + filepath.Base(pe.Path) + ": " + pe.Err.Error()
+	}
+	return err.Error()
 }
 
 func (r *Run) closeLog() {
@@ -209,6 +237,8 @@ func (r *Run) closeLog() {
 
 // Update changes the record with fn and persists it (phases, results,
 // workspace, ...). fn cannot change the ID or the state: Finish ends a run.
+// When the record cannot be written the change is still kept, and written
+// with the next record that is (Finish).
 func (r *Run) Update(fn func(*Record)) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -216,17 +246,19 @@ func (r *Run) Update(fn func(*Record)) error {
 	fn(&next)
 	next.ID, next.State = r.id, r.rec.State
 	r.logStats(&next)
+	r.rec = next
 	if err := writeRecord(r.dir, &next); err != nil {
 		return fmt.Errorf("run %s: save record: %w", r.id, err)
 	}
-	r.rec = next
 	return nil
 }
 
 // Finish closes the log and records the end: state succeeded, failed or
 // interrupted, the exit code (a negative exitCode records none, e.g. when
 // the command never ran), EndedAt = now. Finishing a finished run is a
-// no-op.
+// no-op. When the record cannot be written (even through the reserve) the
+// error is returned and the outcome is still kept: AddFinalPhase writes
+// it with the record.
 func (r *Run) Finish(state string, exitCode int) error {
 	if state != StateSucceeded && state != StateFailed && state != StateInterrupted {
 		return fmt.Errorf("run %s: cannot finish in state %q", r.id, state)
@@ -249,10 +281,34 @@ func (r *Run) Finish(state string, exitCode int) error {
 		next.EndedAt = next.StartedAt
 	}
 	r.logStats(&next)
+	r.rec = next
+	r.finished = true
 	if err := writeRecord(r.dir, &next); err != nil {
 		return fmt.Errorf("run %s: save record: %w", r.id, err)
 	}
+	return nil
+}
+
+// AddFinalPhase records a step that ran after Finish, the release of the
+// lease: it appends p and moves EndedAt to now, so the record's duration
+// covers the whole crabbox run (the figure run prints as total=). State
+// and exit code stay as Finish recorded them; a process killed during the
+// step leaves the record as Finish wrote it.
+func (r *Run) AddFinalPhase(p Phase) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.finished {
+		return fmt.Errorf("run %s: final phase %q before Finish", r.id, p.Name)
+	}
+	next := r.rec.Clone()
+	next.Phases = append(next.Phases, p)
+	if end := r.store.now(); end.After(next.EndedAt) {
+		next.EndedAt = end
+	}
+	r.logStats(&next)
 	r.rec = next
-	r.finished = true
+	if err := writeRecord(r.dir, &next); err != nil {
+		return fmt.Errorf("run %s: save record: %w", r.id, err)
+	}
 	return nil
 }

@@ -259,7 +259,9 @@ func encodeRecord(rec *Record) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// writeRecord replaces dir's run.json under the run's lock.
+// writeRecord replaces dir's run.json under the run's lock (through the
+// reserve on a full disk). A running record's reserve is grown to match
+// the record; a finished one's is removed.
 func writeRecord(dir string, rec *Record) error {
 	data, err := encodeRecord(rec)
 	if err != nil {
@@ -270,7 +272,15 @@ func writeRecord(dir string, rec *Record) error {
 		return err
 	}
 	defer unlock()
-	return writeAtomic(filepath.Join(dir, RecordName), data)
+	if err := replaceRecord(dir, data); err != nil {
+		return err
+	}
+	if rec.State == StateRunning {
+		ensureReserve(dir, reserveFor(len(data)))
+	} else {
+		removeReserve(dir)
+	}
+	return nil
 }
 
 // settle turns a running record whose owner is gone into an interrupted
@@ -294,7 +304,7 @@ func settle(dir string, rec *Record) {
 		*rec = *cur
 		return
 	}
-	if cur.PID != rec.PID || cur.PIDStart != rec.PIDStart {
+	if cur.PID != rec.PID || cur.PIDStart != rec.PIDStart || cur.BootID != rec.BootID {
 		return // another owner took over; leave it to the next reader
 	}
 	markInterrupted(dir, cur)
@@ -302,7 +312,8 @@ func settle(dir string, rec *Record) {
 	if err != nil {
 		return
 	}
-	if writeAtomic(filepath.Join(dir, RecordName), data) == nil {
+	if replaceRecord(dir, data) == nil {
+		removeReserve(dir)
 		*rec = *cur
 	}
 }
