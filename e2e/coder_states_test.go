@@ -277,7 +277,8 @@ func TestCoderDoctorSignedOut(t *testing.T) {
 // Lines the Coder CLI prints while it builds a workspace (terraform plan /
 // apply, build stages); crabbox must not pass them to a non-terminal
 // stderr.
-var buildLineRe = regexp.MustCompile(`(?mi)terraform|^==>|^===|Planning infrastructure|Starting workspace|Stopping workspace|has been created|has been stopped|coder_agent|Queued|Running \[`)
+// (Case-sensitive: crabbox's own lines say "starting workspace …".)
+var buildLineRe = regexp.MustCompile(`(?m)[Tt]erraform|^==>|^===|Planning infrastructure|Starting workspace|Stopping workspace|has been created|has been stopped|coder_agent|Queued|Running \[`)
 
 var logPathRe = regexp.MustCompile(`(/\S+/coder/logs/\S+\.log)`)
 
