@@ -82,8 +82,8 @@ func TestKnownHostsFile(t *testing.T) {
 	if a == b {
 		t.Errorf("same file for different IDs: %s", a)
 	}
-	if HostAlias("crabbox-blue") != HostAlias("crabbox-blue") {
-		t.Error("alias not stable")
+	if a1, a2 := HostAlias("alice/crabbox-blue"), HostAlias("alice/crabbox-blue"); a1 != a2 {
+		t.Errorf("alias not stable: %s, %s", a1, a2)
 	}
 	if want := filepath.Join(dir, "coder", "known_hosts.d", sha1Hex("crabbox-blue\x00ws1")[:12]); a != want {
 		t.Errorf("got %s want %s", a, want)
