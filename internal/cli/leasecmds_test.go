@@ -3,6 +3,7 @@ package cli
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -132,5 +133,38 @@ func TestProviderFromClaim(t *testing.T) {
 	}
 	if code, _, errOut := te.run(t, "status", "blue"); code != 0 {
 		t.Errorf("status of the coder lease: exit %d\n%s", code, errOut)
+	}
+}
+
+// Quiet provisioning: on a non-terminal stderr, stop prints crabbox's own
+// step lines and none of Coder's build output, which lands in a 0600 log
+// under <state>/coder/logs.
+func TestStopIsQuietAndKeepsBuildLog(t *testing.T) {
+	te := newTestEnv(t)
+	te.claimLease(t)
+	te.fake.On("coder whoami -o json", execx.Reply{Stdout: cliWhoami}).
+		On("coder list -o json", execx.Reply{Stdout: cliRunning}).
+		On("coder stop --yes "+cliRef, execx.Reply{Stdout: "==> ⧗ Queued\nTerraform 1.13.0\n", Stderr: "terraform_data.home: Destroying...\n"})
+	code, out, errOut := te.run(t, "stop", "--provider", "coder", cliLease)
+	if code != 0 || out != "" {
+		t.Fatalf("exit %d stdout %q\n%s", code, out, errOut)
+	}
+	if strings.Contains(errOut, "Terraform") || strings.Contains(errOut, "==>") || strings.Contains(errOut, "terraform_data") {
+		t.Errorf("stderr carries Coder's build output:\n%s", errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	if len(lines) != 3 || !regexp.MustCompile(`^\d\d:\d\d:\d\d stopping workspace `+cliWS+`…$`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^\d\d:\d\d:\d\d stopping workspace `+cliWS+` done in \S+$`).MatchString(lines[1]) ||
+		lines[2] != "stopped coder workspace lease="+cliLease+" workspace="+cliWS {
+		t.Errorf("stderr lines %q", lines)
+	}
+	logs, _ := filepath.Glob(filepath.Join(config.StateDir(te.f.Env), "coder", "logs", cliWS+"-stop-*.log"))
+	if len(logs) != 1 {
+		t.Fatalf("logs %v", logs)
+	}
+	b, _ := os.ReadFile(logs[0])
+	fi, _ := os.Stat(logs[0])
+	if fi.Mode().Perm() != 0o600 || !strings.Contains(string(b), "Terraform 1.13.0") || !strings.Contains(string(b), "Destroying") {
+		t.Errorf("log %s (%v):\n%s", logs[0], fi.Mode(), b)
 	}
 }
