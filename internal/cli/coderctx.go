@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -41,18 +42,38 @@ type leaseCtx struct {
 // openLease loads config, checks the provider, and builds the Coder
 // provider. Callers must defer lc.close().
 func (f *Factory) openLease(cmd *cobra.Command) (*leaseCtx, error) {
-	return f.openLeaseOpt(cmd, false)
+	return f.openLeaseOpt(cmd, providerRequired, "")
 }
 
-// openLeaseOpt is openLease; with assumeCoder an unselected provider means
-// coder (doctor checks the one provider there is).
-func (f *Factory) openLeaseOpt(cmd *cobra.Command, assumeCoder bool) (*leaseCtx, error) {
+// How a command without a configured provider finds one.
+type providerFallback int
+
+const (
+	providerRequired  providerFallback = iota // usage error
+	providerAssumed                           // coder (doctor checks the one provider there is)
+	providerFromLease                         // the provider of the claim matching the lease identifier
+	providerFromAll                           // the providers of the existing claims (list, cleanup)
+)
+
+// openLeaseOpt is openLease with a fallback for an unselected provider;
+// ident is the lease identifier for providerFromLease.
+func (f *Factory) openLeaseOpt(cmd *cobra.Command, fallback providerFallback, ident string) (*leaseCtx, error) {
 	cfg, err := f.loadConfig(cmd)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Provider == "" && assumeCoder {
-		cfg.Provider = "coder"
+	assumeCoder := fallback == providerAssumed
+	if cfg.Provider == "" {
+		switch fallback {
+		case providerAssumed:
+			cfg.Provider = "coder"
+		case providerFromLease, providerFromAll:
+			p, err := f.providerFromClaims(cfg, fallback == providerFromAll, ident)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Provider = p
+		}
 	}
 	switch cfg.Provider {
 	case "coder":
@@ -79,12 +100,11 @@ func (f *Factory) openLeaseOpt(cmd *cobra.Command, assumeCoder bool) (*leaseCtx,
 			Now:  f.Now,
 		}
 	}
-	if !f.IO.IsStderrTTY() {
-		// Stream coder's own output as plain lines; on a terminal it is
-		// captured so the live progress line stays readable (failures
-		// carry the output).
-		client.Stderr = f.IO.ErrOut
-	}
+	// Coder's build output (terraform plan/apply, ~40 lines a build) is
+	// never streamed: crabbox prints its own progress lines (see event)
+	// and keeps the full output in a 0600 file per build, which a failed
+	// build's error names.
+	client.LogDir = filepath.Join(config.StateDir(f.Env), "coder", "logs")
 	lc.provider = &coder.Provider{
 		Client: client,
 		Claims: claims.New(config.StateDir(f.Env)),
@@ -117,10 +137,21 @@ func (lc *leaseCtx) event(e coder.Event) {
 		l := e.Lease
 		fmt.Fprintf(io.ErrOut, "provisioning provider=coder lease=%s slug=%s workspace=%s template=%s keep=%t\n",
 			l.ID, dash(l.Slug), l.Workspace, lc.cfg.Coder.Template, l.Keep)
-		lc.startProgress("creating workspace " + l.Workspace)
+		lc.startStep("creating workspace " + l.Workspace)
 	case coder.EventStarting:
 		fmt.Fprintf(io.ErrOut, "starting coder workspace %s (lease=%s)\n", e.Lease.Ref, e.Lease.ID)
-		lc.startProgress("starting workspace " + e.Lease.Workspace)
+		lc.startStep("starting workspace " + e.Lease.Workspace)
+	case coder.EventWaiting:
+		fmt.Fprintln(io.ErrOut, e.Message)
+		lc.startStep("waiting for the build of workspace " + e.Lease.Workspace)
+	case coder.EventReleasing:
+		verb := "stopping"
+		if e.Action == coder.ActionDelete {
+			verb = "deleting"
+		}
+		lc.startStep(verb + " workspace " + e.Lease.Workspace)
+	case coder.EventDone:
+		lc.endProgress(e.Err)
 	case coder.EventRollback:
 		lc.endProgress(fmt.Errorf("failed"))
 		fmt.Fprintln(io.ErrOut, e.Message)
@@ -136,6 +167,17 @@ func (lc *leaseCtx) startProgress(label string) {
 		lc.progress.Done(nil)
 	}
 	lc.progress = lc.f.IO.StartProgress(label)
+}
+
+// startStep is startProgress for a workspace build: off a terminal its
+// start line is printed at once.
+func (lc *leaseCtx) startStep(label string) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.progress != nil {
+		lc.progress.Done(nil)
+	}
+	lc.progress = lc.f.IO.StartStep(label)
 }
 
 func (lc *leaseCtx) endProgress(err error) {
@@ -227,17 +269,49 @@ func firstLine(s string) string {
 }
 
 // openNamedLease is the preamble of the commands that address one lease:
-// the identifier (--id or the one argument), then openLease.
+// the identifier (--id or the one argument), then openLease. With no
+// provider configured, the provider of the claim matching the identifier
+// is used.
 func (f *Factory) openNamedLease(cmd *cobra.Command, id string, args []string) (*leaseCtx, string, error) {
 	ident, err := leaseIdent(id, args)
 	if err != nil {
 		return nil, "", err
 	}
-	lc, err := f.openLease(cmd)
+	lc, err := f.openLeaseOpt(cmd, providerFromLease, ident)
 	if err != nil {
 		return nil, "", err
 	}
 	return lc, ident, nil
+}
+
+// providerFromClaims is the provider recorded by this machine's claims: of
+// the claims matching ident (all claims with all). No matching claim
+// leaves the provider unselected (the caller's usage error follows);
+// claims naming different providers are a usage error naming them.
+func (f *Factory) providerFromClaims(cfg *config.Config, all bool, ident string) (string, error) {
+	list, _, err := claims.New(config.StateDir(f.Env)).List()
+	if err != nil {
+		return "", nil // unreadable claims: same as none
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, c := range list {
+		if c.Provider == "" || (!all && !coder.ClaimMatchesIdent(c, ident, cfg.Coder.WorkspacePrefix)) {
+			continue
+		}
+		if !seen[c.Provider] {
+			seen[c.Provider] = true
+			names = append(names, c.Provider)
+		}
+	}
+	switch len(names) {
+	case 0:
+		return "", nil
+	case 1:
+		return names[0], nil
+	}
+	sort.Strings(names)
+	return "", usageErr("no provider selected, and the local claims name several (%s); pass --provider", strings.Join(names, ", "))
 }
 
 // slugFlag validates --slug when it was given ("" otherwise).

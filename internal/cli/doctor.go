@@ -48,7 +48,7 @@ EXIT STATUS
   2  usage or configuration error`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lc, err := f.openLeaseOpt(cmd, true)
+			lc, err := f.openLeaseOpt(cmd, providerAssumed, "")
 			if err != nil {
 				return err
 			}

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -22,7 +24,7 @@ Human rows: <owner/name> <name> <state> <template> lease=<id> slug=<slug> keep=<
 --json: an array of normalized lease objects (the same shape as status --json).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lc, err := f.openLease(cmd)
+			lc, err := f.openLeaseOpt(cmd, providerFromAll, "")
 			if err != nil {
 				return err
 			}
@@ -128,6 +130,10 @@ EXIT STATUS
 				return err
 			}
 			res, err := lc.provider.Release(cmd.Context(), l)
+			var kept *coder.ClaimKeptError
+			if errors.As(err, &kept) {
+				return exitcode.New(exitcode.Code(err), claimKeptMessage(l, kept))
+			}
 			if err != nil {
 				if exitcode.Code(err) == exitcode.Usage {
 					return err // a refusal already says what to do
@@ -153,6 +159,23 @@ EXIT STATUS
 	return cmd
 }
 
+// claimKeptMessage says truthfully what a release that could not remove
+// its claim did: Coder's part is done, only the claim file is left, and
+// how to remove it.
+func claimKeptMessage(l *coder.Lease, kept *coder.ClaimKeptError) error {
+	what := "stopped coder workspace"
+	switch {
+	case kept.Result.Skipped != "":
+		what = "nothing to do in Coder (" + kept.Result.Skipped + ") for workspace"
+	case kept.Result.Action == coder.ActionDelete:
+		what = "deleted coder workspace"
+	}
+	return fmt.Errorf("%s %s (lease %s), but its local claim could not be removed: %v\n"+
+		"the workspace needs nothing more; only the claim file %s is left. "+
+		"Once %s is writable again, run `crabbox stop %s` to remove it (or delete the file)",
+		what, l.Workspace, l.ID, kept.Err, kept.Path, filepath.Dir(kept.Path), l.ID)
+}
+
 func newCleanupCmd(f *Factory) *cobra.Command {
 	var dryRun bool
 	cmd := &cobra.Command{
@@ -167,7 +190,7 @@ stdout: coder cleanup <stop|delete> workspace=<name> lease=<id> reason=claim exp
 stderr: skip coder workspace=<name> reason=<reason>`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lc, err := f.openLease(cmd)
+			lc, err := f.openLeaseOpt(cmd, providerFromAll, "")
 			if err != nil {
 				return err
 			}
@@ -182,6 +205,12 @@ stderr: skip coder workspace=<name> reason=<reason>`,
 					continue
 				}
 				fmt.Fprintf(f.IO.Out, "coder cleanup %s workspace=%s lease=%s reason=%s dry_run=%t\n", d.Action, d.Workspace, dash(d.LeaseID), d.Reason, dryRun)
+			}
+			var kept *coder.ClaimKeptError
+			if errors.As(err, &kept) {
+				return exitcode.New(exitcode.Code(err), fmt.Errorf("cleanup: %s workspace for lease %s done, but its local claim could not be removed: %v\n"+
+					"the sweep stopped there; the remaining expired leases were not touched. Once %s is writable again, run `crabbox cleanup`",
+					kept.Result.Action, kept.LeaseID, kept.Err, filepath.Dir(kept.Path)))
 			}
 			if err != nil && !dryRun {
 				// The sweep stops at the first failure (spec 9.11.7): name

@@ -73,7 +73,7 @@ Primary results go to stdout; progress and diagnostics go to stderr.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return exitcode.New(exitcode.Usage, fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath()))
+		return exitcode.New(exitcode.Usage, fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath()))
 	})
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(

@@ -115,8 +115,10 @@ func (p *Provider) Acquire(ctx context.Context, req AcquireRequest) (*Lease, err
 		RichParameterFile:    p.Settings.RichParameterFile,
 	}
 	if err := p.Client.Create(ctx, name, opts); err != nil {
+		p.emit(Event{Kind: EventDone, Lease: l, Err: err})
 		return nil, p.rollbackFailedCreate(ctx, req, id, ref, err)
 	}
+	p.emit(Event{Kind: EventDone, Lease: l})
 	if err := p.relist(ctx, s); err != nil {
 		return nil, p.rollback(req, id, ref, err)
 	}
@@ -217,12 +219,7 @@ func (p *Provider) rollback(req AcquireRequest, id, ref string, cause error) err
 func (p *Provider) release(ctx context.Context, id, ref string, cause error) error {
 	action := p.Settings.ReleaseAction()
 	p.emit(Event{Kind: EventRollback, Message: fmt.Sprintf("rolling back: %s workspace %s", action, ref)})
-	var err error
-	if action == ActionDelete {
-		err = p.Client.Delete(ctx, ref)
-	} else {
-		err = p.Client.Stop(ctx, ref)
-	}
+	err := p.releaseWorkspace(ctx, &Lease{ID: id, Ref: ref, Workspace: bareName(ref)}, action)
 	if err != nil && !IsNotFound(err) {
 		code := exitcode.Code(cause)
 		return exitcode.New(code, fmt.Errorf("%w; coder rollback %s failed for workspace %s; manual cleanup: %s: %v",

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -35,8 +38,14 @@ type Client struct {
 	// keeps its stdout for primary results; no current operation writes to
 	// Stdout. A nil Stderr means the output is only captured.
 	Stdout, Stderr io.Writer
-	Timeout        time.Duration // per captured call; 0 means DefaultTimeout
-	OpTimeout      time.Duration // create/start/stop/delete; 0 means DefaultOpTimeout
+	// LogDir, when set, keeps the full output of every create, start, stop
+	// and delete in its own 0600 file there (the dir is made 0700), named
+	// <workspace>-<verb>-<UTC time>-<random>.log. A failed operation's
+	// error names the file (CLIError.LogPath). A log that cannot be
+	// written is skipped: the operation still runs.
+	LogDir    string
+	Timeout   time.Duration // per captured call; 0 means DefaultTimeout
+	OpTimeout time.Duration // create/start/stop/delete; 0 means DefaultOpTimeout
 	// Cache, when set, remembers whoami across processes for the same
 	// Coder session (see WhoAmICache).
 	Cache *WhoAmICache
@@ -50,10 +59,11 @@ type Client struct {
 // CLIError is a failed Coder CLI call. It is returned wrapped in an
 // *exitcode.Error carrying the CLI's exit code.
 type CLIError struct {
-	Msg    string // e.g. "coder list -o json failed"
-	Code   int    // the CLI's exit code (-1 when it did not exit normally)
-	Output string // combined output, trimmed (may be a tail)
-	Err    error  // the runner's error
+	Msg     string // e.g. "coder list -o json failed"
+	Code    int    // the CLI's exit code (-1 when it did not exit normally)
+	Output  string // combined output, trimmed (may be a tail)
+	Err     error  // the runner's error
+	LogPath string // file holding the full output ("" when none was kept)
 }
 
 func (e *CLIError) Error() string {
@@ -61,10 +71,14 @@ func (e *CLIError) Error() string {
 	if detail == "" && e.Err != nil {
 		detail = e.Err.Error()
 	}
-	if detail == "" {
-		return e.Msg
+	msg := e.Msg
+	if detail != "" {
+		msg += ": " + detail
 	}
-	return e.Msg + ": " + detail
+	if e.LogPath != "" {
+		msg += "\nfull coder output: " + e.LogPath
+	}
+	return msg
 }
 
 func (e *CLIError) Unwrap() error { return e.Err }
@@ -100,19 +114,159 @@ func (c *Client) capture(ctx context.Context, msg string, args ...string) ([]byt
 	return res.Stdout, nil
 }
 
-// stream runs a slow, user-visible CLI operation with both streams going to
-// c.Stderr.
-func (c *Client) stream(ctx context.Context, msg string, args ...string) error {
+// stream runs a slow CLI operation (a workspace build) with both streams
+// going to c.Stderr (when set) and to a log file in c.LogDir (when set);
+// logName ("<workspace>-<verb>") names the file.
+func (c *Client) stream(ctx context.Context, msg, logName string, args ...string) error {
 	cmd := execx.Cmd{Name: c.cli(), Args: args, Timeout: c.opTimeout()}
+	var sinks []io.Writer
 	if c.Stderr != nil {
-		w := &lockedWriter{w: c.Stderr}
+		sinks = append(sinks, c.Stderr)
+	}
+	logf := c.openLog(logName)
+	if logf != nil {
+		defer logf.Close()
+		fmt.Fprintf(logf, "$ %s %s\n", c.cli(), strings.Join(redactParams(args), " "))
+		sinks = append(sinks, logf)
+	}
+	if len(sinks) > 0 {
+		w := &lockedWriter{w: io.MultiWriter(sinks...)}
 		cmd.Stdout, cmd.Stderr = w, w
 	}
 	res, err := c.Runner.Run(ctx, cmd)
+	if logf != nil {
+		status := "exit 0"
+		var ee *execx.ExitError
+		switch {
+		case errors.As(err, &ee):
+			status = fmt.Sprintf("exit %d", ee.Code)
+		case err != nil:
+			status = "failed: " + firstLine(err.Error())
+		}
+		fmt.Fprintf(logf, "\n# %s\n", status)
+	}
 	if err != nil {
-		return cliError(msg, res, err)
+		e := cliError(msg, res, err)
+		if logf != nil {
+			var ce *CLIError
+			if errors.As(e, &ce) {
+				ce.LogPath = logf.Name()
+				// The full output is in the file; the error keeps the
+				// last lines, where the CLI says what went wrong.
+				ce.Output = tailLines(ce.Output, logTailLines)
+			}
+		}
+		return e
 	}
 	return nil
+}
+
+// redactParams hides template parameter values (they may be secrets) in
+// the command line a log file records: --parameter k=v becomes k=….
+func redactParams(args []string) []string {
+	out := append([]string(nil), args...)
+	for i := 1; i < len(out); i++ {
+		if out[i-1] == "--parameter" {
+			k, _, _ := strings.Cut(out[i], "=")
+			out[i] = k + "=…"
+		}
+	}
+	return out
+}
+
+// logTailLines is how many output lines a failed build's error carries
+// when the full output is in a log file.
+const logTailLines = 6
+
+// maxLogs is how many build logs LogDir keeps; older ones are removed.
+const maxLogs = 200
+
+// openLog creates the log file of one streamed operation, or returns nil
+// (no LogDir, or it cannot be written).
+func (c *Client) openLog(logName string) *os.File {
+	if c.LogDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(c.LogDir, 0o700); err != nil {
+		return nil
+	}
+	if err := os.Chmod(c.LogDir, 0o700); err != nil {
+		return nil
+	}
+	pruneLogs(c.LogDir, maxLogs-1)
+	ts := time.Now().UTC().Format("20060102T150405Z")
+	f, err := os.CreateTemp(c.LogDir, safeFileName(logName)+"-"+ts+"-*.log") // mode 0600
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// pruneLogs removes the oldest *.log files in dir beyond keep.
+func pruneLogs(dir string, keep int) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	var logs []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".log") {
+			logs = append(logs, e.Name())
+		}
+	}
+	if len(logs) <= keep {
+		return
+	}
+	type aged struct {
+		name string
+		mod  time.Time
+	}
+	var all []aged
+	for _, n := range logs {
+		if fi, err := os.Stat(filepath.Join(dir, n)); err == nil {
+			all = append(all, aged{n, fi.ModTime()})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].mod.Before(all[j].mod) })
+	for i := 0; i < len(all)-keep; i++ {
+		_ = os.Remove(filepath.Join(dir, all[i].name))
+	}
+}
+
+// safeFileName keeps [A-Za-z0-9._-] and replaces anything else with '_'.
+func safeFileName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 || b[0] == '.' || b[0] == '-' {
+		b = append([]byte("x"), b...)
+	}
+	if len(b) > 100 {
+		b = b[:100]
+	}
+	return string(b)
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// tailLines keeps the last n non-empty lines of s.
+func tailLines(s string, n int) string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.TrimSpace(l) != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) <= n {
+		return strings.Join(lines, "\n")
+	}
+	return "…\n" + strings.Join(lines[len(lines)-n:], "\n")
 }
 
 func cliError(msg string, res execx.Result, err error) error {
@@ -266,7 +420,7 @@ func (c *Client) Create(ctx context.Context, name string, o CreateOptions) error
 	if err := checkName(name); err != nil {
 		return err
 	}
-	return c.stream(ctx, "coder create workspace "+name+" failed", CreateArgs(name, o)...)
+	return c.stream(ctx, "coder create workspace "+name+" failed", name+"-create", CreateArgs(name, o)...)
 }
 
 // Start runs `coder start --yes <ref>`, streamed to c.Stderr.
@@ -284,7 +438,7 @@ func (c *Client) lifecycle(ctx context.Context, verb, ref string) error {
 	if err := checkRef(ref); err != nil {
 		return fmt.Errorf("coder %s: %w", verb, err)
 	}
-	return c.stream(ctx, "coder "+verb+" workspace "+ref+" failed", verb, "--yes", ref)
+	return c.stream(ctx, "coder "+verb+" workspace "+ref+" failed", bareName(ref)+"-"+verb, verb, "--yes", ref)
 }
 
 // checkRef refuses refs the CLI would misread (empty, or parsed as a flag).
@@ -313,16 +467,38 @@ func IsNotFound(err error) bool {
 	return containsAny(ce.Error(), notFoundNeedles)
 }
 
+var buildActiveNeedles = []string{"workspace build is already active"}
+
+// IsBuildActive reports whether err is Coder refusing a new build because
+// another one (a start or stop issued elsewhere) is still running; that
+// build is to be waited for, not reported.
+func IsBuildActive(err error) bool {
+	var ce *CLIError
+	if !errors.As(err, &ce) || ce.Code <= 0 || ce.Code >= 126 {
+		return false
+	}
+	return containsAny(ce.Error(), buildActiveNeedles)
+}
+
 // Auth check classifications (doctor).
 const (
 	AuthMissingLogin = "missing_login"
 	AuthFailed       = "auth_failed"
 )
 
-var missingLoginNeedles = []string{"not logged in", "not authenticated", "no active session", "login required", "please log in"}
+// missingLoginNeedles are what the CLI and the server say when nobody is
+// logged in. "You are not logged in" comes from the CLI when it has no
+// URL; with CODER_URL set (or a stale session file) the request reaches
+// the server, which answers 401 "You are signed out or your session has
+// expired" for a missing, unknown or expired token.
+var missingLoginNeedles = []string{
+	"not logged in", "not authenticated", "no active session", "login required", "please log in",
+	"you are signed out", "your session has expired",
+}
 
 // ClassifyAuth classifies failed `coder whoami` output: "missing_login"
-// when the CLI says nobody is logged in, else "auth_failed" (a server or
+// when the CLI or server says nobody is logged in (no session, or a
+// session that is signed out or expired), else "auth_failed" (a server or
 // network failure must never read as a missing login).
 func ClassifyAuth(output string) string {
 	if containsAny(output, missingLoginNeedles) {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -344,9 +347,15 @@ func TestClassifyAuth(t *testing.T) {
 		"no active session":        AuthMissingLogin,
 		"Login required":           AuthMissingLogin,
 		"please log in first":      AuthMissingLogin,
-		"dial tcp 127.0.0.1:1: connect: connection refused": AuthFailed,
-		"dial tcp: connection refused":                      AuthFailed,
-		"":                                                  AuthFailed,
+		// coder v2.27 with CODER_URL set and no, an unknown or an expired
+		// session token (the server's 401):
+		"error: GET http://127.0.0.1:3000/api/v2/users/me: unexpected status code 401: You are signed out or your session has expired. Please sign in again to continue.\n\tError: API key is invalid.": AuthMissingLogin,
+		"Try logging in using 'coder login'. your session has expired":       AuthMissingLogin,
+		"unexpected status code 500: Internal error fetching API key by id.": AuthFailed,
+		"unexpected status code 403: Forbidden":                              AuthFailed,
+		"dial tcp 127.0.0.1:1: connect: connection refused":                  AuthFailed,
+		"dial tcp: connection refused":                                       AuthFailed,
+		"":                                                                   AuthFailed,
 	}
 	for in, want := range cases {
 		if got := ClassifyAuth(in); got != want {
@@ -355,5 +364,109 @@ func TestClassifyAuth(t *testing.T) {
 	}
 	if AuthMissingLogin != "missing_login" || AuthFailed != "auth_failed" {
 		t.Error("constants")
+	}
+}
+
+// With LogDir set, a build's full output goes to a 0600 file (dir 0700)
+// and not to Stderr when Stderr is nil; a failure's error keeps only the
+// last lines and names the file. Parameter values are not recorded.
+func TestStreamKeepsBuildLog(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state", "coder", "logs")
+	long := strings.Repeat("Terraform planning line\n", 50) + "error: the real cause\n"
+	f := execx.NewFake().
+		On("coder create", execx.Reply{Stdout: "==> Queued\n", Stderr: "Terraform 1.9\n"}).
+		On("coder start --yes admin/crabbox-blue", execx.Reply{Stderr: long, ExitCode: 1})
+	c := &Client{Runner: f, LogDir: dir}
+	if err := c.Create(context.Background(), "crabbox-blue", CreateOptions{Template: "t", Parameters: []string{"api_key=s3cret"}}); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Start(context.Background(), "admin/crabbox-blue")
+	var ce *CLIError
+	if !errors.As(err, &ce) || ce.LogPath == "" || exitcode.Code(err) != 1 {
+		t.Fatalf("start error = %v", err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "error: the real cause") || !strings.Contains(msg, "full coder output: "+ce.LogPath) ||
+		strings.Count(msg, "Terraform planning line") > logTailLines {
+		t.Errorf("error = %q", msg)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("log dir: %v %v", fi, err)
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	if len(logs) != 2 {
+		t.Fatalf("logs = %v", logs)
+	}
+	for _, p := range logs {
+		fi, _ := os.Stat(p)
+		b, _ := os.ReadFile(p)
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v", p, fi.Mode())
+		}
+		if strings.Contains(string(b), "s3cret") {
+			t.Errorf("%s records a parameter value:\n%s", p, b)
+		}
+		switch base := filepath.Base(p); {
+		case strings.HasPrefix(base, "crabbox-blue-create-"):
+			if !strings.Contains(string(b), "==> Queued") || !strings.Contains(string(b), "Terraform 1.9") || !strings.Contains(string(b), "api_key=…") {
+				t.Errorf("create log:\n%s", b)
+			}
+		case strings.HasPrefix(base, "crabbox-blue-start-"):
+			if p != ce.LogPath || strings.Count(string(b), "Terraform planning line") != 50 || !strings.Contains(string(b), "the real cause") {
+				t.Errorf("start log %s (error names %s):\n%s", p, ce.LogPath, b)
+			}
+		default:
+			t.Errorf("unexpected log %s", p)
+		}
+	}
+}
+
+// A log dir that cannot be made does not stop the build; the error then
+// carries the output itself.
+func TestStreamWithoutUsableLogDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := execx.NewFake().On("coder stop", execx.Reply{Stderr: "boom", ExitCode: 1})
+	c := &Client{Runner: f, LogDir: filepath.Join(file, "logs")}
+	err := c.Stop(context.Background(), "x")
+	if err == nil || err.Error() != "coder stop workspace x failed: boom" {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestPruneLogs(t *testing.T) {
+	dir := t.TempDir()
+	base := time.Now().Add(-time.Hour)
+	for i := 0; i < 5; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("w-stop-%d.log", i))
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(p, base.Add(time.Duration(i)*time.Minute), base.Add(time.Duration(i)*time.Minute))
+	}
+	pruneLogs(dir, 2)
+	left, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	if len(left) != 2 || filepath.Base(left[0]) != "w-stop-3.log" || filepath.Base(left[1]) != "w-stop-4.log" {
+		t.Errorf("left = %v", left)
+	}
+}
+
+func TestIsBuildActive(t *testing.T) {
+	active := exitcode.New(1, &CLIError{Msg: "coder start workspace x failed", Code: 1,
+		Output: "create workspace build: POST http://127.0.0.1/api/v2/workspaces/x/builds: unexpected status code 409: A workspace build is already active."})
+	if !IsBuildActive(active) {
+		t.Error("409 already active: want true")
+	}
+	for _, err := range []error{
+		nil,
+		errors.New("A workspace build is already active."), // not the CLI's answer
+		exitcode.New(1, &CLIError{Msg: "coder start workspace x failed", Code: 1, Output: "connection refused"}),
+		exitcode.New(1, &CLIError{Msg: "coder start workspace x failed", Code: 127, Output: "A workspace build is already active."}),
+	} {
+		if IsBuildActive(err) {
+			t.Errorf("%v: want false", err)
+		}
 	}
 }

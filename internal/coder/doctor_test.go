@@ -40,6 +40,16 @@ func TestDoctor(t *testing.T) {
 			wantMsg:     []string{"coder credential unavailable", "coder login <url>", "mutation=false", "not logged in"},
 		},
 		{
+			// coder v2.27 with CODER_URL set and no or an expired token.
+			name:        "signed out or session expired",
+			version:     execx.Reply{Stdout: "Coder v2.27.0"},
+			whoami:      execx.Reply{ExitCode: 1, Stderr: "Encountered an error running \"coder whoami\"\nerror: GET http://127.0.0.1:3000/api/v2/users/me: unexpected status code 401: You are signed out or your session has expired. Please sign in again to continue.\n\tError: API key is invalid."},
+			wantCalls:   []string{"coder version", argvWhoami},
+			wantChecks:  []check{{"cli", "pass", ""}, {"auth", "failed", "missing_login"}},
+			wantSummary: "provider=coder cli=ready auth=missing_login inventory=unchecked mutation=false",
+			wantMsg:     []string{"coder credential unavailable", "coder login <url>", "mutation=false", "signed out"},
+		},
+		{
 			name:        "server unreachable",
 			version:     execx.Reply{Stdout: "Coder v2.24.1"},
 			whoami:      execx.Reply{ExitCode: 1, Stderr: "error: Get \"https://coder.example.com/api/v2/users/me\": dial tcp 127.0.0.1:1: connect: connection refused"},

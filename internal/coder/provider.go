@@ -52,15 +52,22 @@ const (
 // Event is something a lifecycle flow wants the user to know while it
 // runs. Provider code never prints; the CLI renders events.
 type Event struct {
-	Kind    string // EventProvisioning, EventStarting, EventWarning, EventRollback
+	Kind    string // EventProvisioning, EventStarting, ... (below)
 	Lease   *Lease
 	Message string
+	Err     error  // EventDone: the step failed
+	Action  string // EventReleasing: ActionStop or ActionDelete
 }
 
-// Event kinds.
+// Event kinds. A step begun by EventProvisioning, EventStarting,
+// EventWaiting or EventReleasing ends with EventDone (Err set when it
+// failed), except that a failed create is followed by EventRollback.
 const (
 	EventProvisioning = "provisioning" // before coder create; Lease is set
 	EventStarting     = "starting"     // before coder start; Lease is set
+	EventWaiting      = "waiting"      // a build Coder runs is awaited; Lease and Message set
+	EventReleasing    = "releasing"    // before coder stop/delete; Lease (may be partial) and Action set
+	EventDone         = "done"         // the announced step ended; Err when it failed
 	EventWarning      = "warning"      // Message is set
 	EventRollback     = "rollback"     // Message says what is being undone
 )
@@ -251,6 +258,14 @@ func (p *Provider) claimMatchesIdent(c claims.Claim, ident string) bool {
 		return false
 	}
 	return strings.EqualFold(ref, ident) || (!strings.Contains(ident, "/") && strings.EqualFold(bareName(ref), ident))
+}
+
+// ClaimMatchesIdent reports whether a claim is addressed by ident (lease
+// ID, slug, workspace ref or bare workspace name), as Resolve matches it;
+// prefix is the configured workspace prefix.
+func ClaimMatchesIdent(c claims.Claim, ident, prefix string) bool {
+	p := &Provider{Settings: Settings{Prefix: prefix}}
+	return p.claimMatchesIdent(c, strings.TrimSpace(ident))
 }
 
 // rowForClaim finds the inventory row a claim is bound to: by workspace ID

@@ -2,6 +2,7 @@ package coder
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -32,13 +33,7 @@ func (p *Provider) Release(ctx context.Context, l *Lease) (ReleaseResult, error)
 	case res.Action == ActionStop && l.State == StateStopped:
 		res.Skipped = "workspace already stopped"
 	default:
-		var err error
-		if res.Action == ActionDelete {
-			err = p.Client.Delete(ctx, l.Ref)
-		} else {
-			err = p.Client.Stop(ctx, l.Ref)
-		}
-		if err != nil {
+		if err := p.releaseWorkspace(ctx, l, res.Action); err != nil {
 			if !IsNotFound(err) {
 				return res, err
 			}
@@ -46,9 +41,40 @@ func (p *Provider) Release(ctx context.Context, l *Lease) (ReleaseResult, error)
 		}
 	}
 	if err := p.Claims.Remove(l.ID); err != nil {
-		return res, err
+		return res, exitcode.New(exitcode.Failure, &ClaimKeptError{LeaseID: l.ID, Path: p.Claims.Path(l.ID), Result: res, Err: err})
 	}
 	return res, nil
+}
+
+// ClaimKeptError says a release did its Coder part (the workspace is
+// stopped, deleted or already gone: Result) but the local claim could not
+// be removed (e.g. a read-only state dir). Nothing is left to do in Coder;
+// only the claim file at Path remains.
+type ClaimKeptError struct {
+	LeaseID string
+	Path    string
+	Result  ReleaseResult
+	Err     error
+}
+
+func (e *ClaimKeptError) Error() string {
+	return fmt.Sprintf("removing claim %s (%s): %v", e.LeaseID, e.Path, e.Err)
+}
+
+func (e *ClaimKeptError) Unwrap() error { return e.Err }
+
+// releaseWorkspace runs `coder stop` or `coder delete` for l, announced by
+// EventReleasing and ended by EventDone.
+func (p *Provider) releaseWorkspace(ctx context.Context, l *Lease, action string) error {
+	p.emit(Event{Kind: EventReleasing, Lease: l, Action: action})
+	var err error
+	if action == ActionDelete {
+		err = p.Client.Delete(ctx, l.Ref)
+	} else {
+		err = p.Client.Stop(ctx, l.Ref)
+	}
+	p.emit(Event{Kind: EventDone, Lease: l, Err: err})
+	return err
 }
 
 // CleanupDecision is cleanup's verdict on one workspace.
@@ -112,17 +138,17 @@ func (p *Provider) Cleanup(ctx context.Context, dryRun bool) ([]CleanupDecision,
 			continue
 		}
 		var err error
-		switch d.Action {
-		case ActionDelete:
-			err = p.Client.Delete(ctx, d.Ref)
-		case ActionStop:
-			err = p.Client.Stop(ctx, d.Ref)
+		if d.Action == ActionDelete || d.Action == ActionStop {
+			err = p.releaseWorkspace(ctx, &Lease{ID: d.LeaseID, Ref: d.Ref, Workspace: d.Workspace}, d.Action)
 		}
 		if err != nil && !IsNotFound(err) {
 			return out, err
 		}
 		if err := p.Claims.Remove(d.LeaseID); err != nil {
-			return out, err
+			if d.Action == ActionForget {
+				return out, err
+			}
+			return out, exitcode.New(exitcode.Failure, &ClaimKeptError{LeaseID: d.LeaseID, Path: p.Claims.Path(d.LeaseID), Result: ReleaseResult{Action: d.Action}, Err: err})
 		}
 		d.Done = true
 	}

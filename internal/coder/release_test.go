@@ -3,6 +3,7 @@ package coder
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -286,5 +287,51 @@ func TestReleaseCLIMissingIsNotWorkspaceGone(t *testing.T) {
 				t.Error("claim removed although the rollback did not run")
 			}
 		})
+	}
+}
+
+// The workspace is stopped but the claim cannot be removed (a read-only
+// state dir; here the lock dir is unusable): Release says exactly that,
+// with the claim's path, and the claim stays. Once the store works again,
+// the same release only removes the claim (no second stop).
+func TestReleaseStoppedButClaimKept(t *testing.T) {
+	h := newHarness(t, nil)
+	h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1"))
+	h.whoami().live(readyRow("alice", blueName, "ws1"))
+	h.fake.On("coder stop", execx.Reply{Do: func(execx.Call) { h.setRows(stoppedRow("alice", blueName, "ws1")) }})
+	locks := h.store.LocksDir()
+	if err := os.RemoveAll(locks); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(locks, []byte("not a dir"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := resolveAndRelease(h, blueID)
+	var kept *ClaimKeptError
+	if !errors.As(err, &kept) || exitcode.Code(err) != exitcode.Failure {
+		t.Fatalf("err = %v (code %d), want a ClaimKeptError", err, exitcode.Code(err))
+	}
+	if kept.LeaseID != blueID || kept.Path != h.store.Path(blueID) || kept.Result.Action != ActionStop || kept.Result.Skipped != "" || kept.Err == nil {
+		t.Errorf("kept = %+v", kept)
+	}
+	if countCalls(h.argvs(), "coder stop --yes "+blueRef) != 1 {
+		t.Errorf("calls %q", h.argvs())
+	}
+	if _, err := os.Stat(h.store.Path(blueID)); err != nil {
+		t.Fatalf("claim gone although removing it failed: %v", err)
+	}
+	// Repaired: the retry skips Coder and removes the claim.
+	if err := os.Remove(locks); err != nil {
+		t.Fatal(err)
+	}
+	_, res, err := resolveAndRelease(h, blueID)
+	if err != nil || res.Skipped != "workspace already stopped" {
+		t.Fatalf("retry: %v %+v", err, res)
+	}
+	if countCalls(h.argvs(), "coder stop --yes "+blueRef) != 1 {
+		t.Errorf("retry stopped again: %q", h.argvs())
+	}
+	if h.getClaim(blueID) != nil {
+		t.Error("claim still present after the retry")
 	}
 }

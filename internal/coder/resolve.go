@@ -2,8 +2,10 @@ package coder
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/claims"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
@@ -262,27 +264,9 @@ func (p *Provider) prepare(ctx context.Context, l *Lease, s *session, req Resolv
 		return nil, exitcode.Errorf(exitcode.Usage, "lease %s is claimed by repo %s; use --reclaim to claim it for %s", l.ID, l.Claim.RepoRoot, req.RepoRoot)
 	}
 	if !l.Ready {
-		switch l.State {
-		case "deleting", "deleted", "failed", "canceled", "cancelled":
-			return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %s is %s and cannot be started", l.Ref, l.State)
-		}
-		if l.State != StateRunning && l.State != StateStarting {
-			p.emit(Event{Kind: EventStarting, Lease: l})
-			if err := p.Client.Start(ctx, l.Ref); err != nil {
-				return nil, err
-			}
-		}
-		if err := p.relist(ctx, s); err != nil {
+		row, err := p.ensureStarted(ctx, l, s)
+		if err != nil {
 			return nil, err
-		}
-		var row *Workspace
-		for i := range s.rows {
-			if s.rows[i].ID == l.WorkspaceID {
-				row = &s.rows[i]
-			}
-		}
-		if row == nil {
-			return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %s disappeared after start", l.Ref)
 		}
 		claim := l.Claim
 		id, slug := l.ID, l.Slug
@@ -349,6 +333,148 @@ func requireExactClaim(l *Lease) error {
 			"refusing to release coder workspace %s: claim %s is bound to workspace ID %s, but %s now has ID %s (recreated?); nothing was changed. "+
 				"To drop the stale claim, run `crabbox stop %s`; manage the new workspace with `coder stop %s`",
 			l.Ref, l.Claim.LeaseID, l.Claim.WorkspaceID, l.Ref, l.WorkspaceID, l.Claim.LeaseID, l.Ref)
+	}
+	return nil
+}
+
+// Waiting for a build Coder is already running (spec: a build in progress
+// is waited for, never reported as a failure).
+var (
+	buildPollInterval = time.Second
+	buildWaitTimeout  = 10 * time.Minute
+)
+
+// build phases of a workspace, from its latest build.
+const (
+	phaseRunning = "running" // started: the agent may still be coming up
+	phaseStopped = "stopped" // may be started
+	phaseBusy    = "busy"    // a build is queued or running: wait for it
+	phaseDead    = "dead"    // cannot be started (failed, deleted, ...)
+)
+
+// buildPhase classifies a row by its latest build's status (Coder's
+// pending, starting, running, stopping, stopped, failed, canceling,
+// canceled, deleting, deleted), falling back to the transition when the
+// status is missing.
+func buildPhase(w Workspace) string {
+	switch strings.ToLower(strings.TrimSpace(w.Status)) {
+	case "running", "started":
+		return phaseRunning
+	case "stopped":
+		return phaseStopped
+	case "pending", "starting", "stopping", "canceling":
+		return phaseBusy
+	case "":
+		if w.Ready() {
+			return phaseRunning
+		}
+		switch strings.ToLower(strings.TrimSpace(w.Transition)) {
+		case "start":
+			return phaseRunning
+		case "stop":
+			return phaseStopped
+		}
+	}
+	return phaseDead
+}
+
+// ensureStarted makes l's workspace started and returns its fresh row.
+//
+// Exactly one `coder start` is issued, and only for a stopped workspace: a
+// build already queued or running (a start or stop issued outside crabbox,
+// Coder's autostart/autostop) is waited for by polling `coder list`
+// (bounded by buildWaitTimeout), and a workspace that is stopping is
+// started once it has stopped. Should Coder still answer "A workspace
+// build is already active" (a build begun after the listing), that build
+// is waited for in the same way. crabbox's ssh never starts a workspace
+// (see ProxyCommand), so nothing else here competes with the one start.
+func (p *Provider) ensureStarted(ctx context.Context, l *Lease, s *session) (*Workspace, error) {
+	wctx, cancel := context.WithTimeout(ctx, buildWaitTimeout)
+	defer cancel()
+	row := rowByID(s.rows, l.WorkspaceID)
+	waitingFor := "" // the busy status last announced
+	started := false
+	for {
+		if row == nil {
+			return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %s disappeared while crabbox was starting it", l.Ref)
+		}
+		switch buildPhase(*row) {
+		case phaseRunning:
+			if waitingFor != "" {
+				p.emit(Event{Kind: EventDone, Lease: l})
+			}
+			return row, nil
+		case phaseDead:
+			if waitingFor != "" {
+				p.emit(Event{Kind: EventDone, Lease: l, Err: fmt.Errorf("%s", row.State())})
+			}
+			return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %s is %s and cannot be started; check it with `coder list`", l.Ref, row.State())
+		case phaseStopped:
+			if started {
+				return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %s is stopped again after crabbox started it (stopped outside crabbox?); retry, or check it with `coder list`", l.Ref)
+			}
+			if waitingFor != "" {
+				p.emit(Event{Kind: EventDone, Lease: l})
+				waitingFor = ""
+			}
+			p.emit(Event{Kind: EventStarting, Lease: l})
+			err := p.Client.Start(ctx, l.Ref)
+			switch {
+			case err == nil:
+				started = true
+				p.emit(Event{Kind: EventDone, Lease: l})
+				if err := p.relist(ctx, s); err != nil {
+					return nil, err
+				}
+				row = rowByID(s.rows, l.WorkspaceID)
+				continue
+			case IsBuildActive(err):
+				// A build began after the listing: no build of ours
+				// exists; wait for that one, then look again.
+				p.emit(Event{Kind: EventDone, Lease: l, Err: err})
+			default:
+				p.emit(Event{Kind: EventDone, Lease: l, Err: err})
+				return nil, err
+			}
+		case phaseBusy:
+			if st := strings.ToLower(row.Status); st != waitingFor {
+				if waitingFor != "" {
+					p.emit(Event{Kind: EventDone, Lease: l})
+				}
+				waitingFor = st
+				p.emit(Event{Kind: EventWaiting, Lease: l, Message: fmt.Sprintf("coder workspace %s has a build in progress (%s); waiting for it", l.Ref, st)})
+			}
+		}
+		timedOut := func() error {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			p.emit(Event{Kind: EventDone, Lease: l, Err: wctx.Err()})
+			return exitcode.Errorf(exitcode.NotFound, "timed out after %s waiting for the build of coder workspace %s to finish (state=%s); check it with `coder list`, then retry", buildWaitTimeout, l.Ref, row.Status)
+		}
+		timer := time.NewTimer(buildPollInterval)
+		select {
+		case <-wctx.Done():
+			timer.Stop()
+			return nil, timedOut()
+		case <-timer.C:
+		}
+		if err := p.relist(wctx, s); err != nil {
+			if wctx.Err() != nil {
+				return nil, timedOut()
+			}
+			return nil, err
+		}
+		row = rowByID(s.rows, l.WorkspaceID)
+	}
+}
+
+// rowByID is the row with workspace ID id, or nil.
+func rowByID(rows []Workspace, id string) *Workspace {
+	for i := range rows {
+		if rows[i].ID == id {
+			return &rows[i]
+		}
 	}
 	return nil
 }

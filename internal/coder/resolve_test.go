@@ -3,7 +3,9 @@ package coder
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/claims"
 	"github.com/crabbox-dev/crabbox/internal/execx"
@@ -454,7 +456,7 @@ func TestResolvePrepareRunning(t *testing.T) {
 	}
 	assertInventoryThen(t, h.argvs())
 
-	// Running but agent still connecting: no start, one relist, then wait.
+	// Running but agent still connecting: no start, no relist, then wait.
 	h = newHarness(t, nil)
 	h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1"))
 	h.whoami().list(wsRow{ID: "ws1", Owner: "alice", Name: blueName, Status: "running", Transition: "start", Agent: "connecting"})
@@ -463,7 +465,7 @@ func TestResolvePrepareRunning(t *testing.T) {
 	if err != nil || l.State != StateReady || l.Labels["state"] != StateReady {
 		t.Fatalf("err %v lease %+v", err, l)
 	}
-	assertInventoryThen(t, h.argvs(), argvList)
+	assertInventoryThen(t, h.argvs())
 
 	// Ready fails: the error surfaces and the claim is not refreshed.
 	h = newHarness(t, nil)
@@ -543,5 +545,118 @@ func TestResolveClaimSurvivesPrefixChange(t *testing.T) {
 		if l.ID != "cbx_0000000000c1" || l.Claim == nil || l.Slug != "blue" {
 			t.Errorf("Resolve(%q) = %q %q claim %v", ident, l.ID, l.Slug, l.Claim != nil)
 		}
+	}
+}
+
+// A build Coder is already running (started or stopped outside crabbox,
+// autostart/autostop) is waited for: crabbox issues one `coder start`, and
+// only once the workspace is stopped; never one for a start in progress.
+// "A workspace build is already active" is waited for, not reported.
+func TestResolvePrepareWaitsForBuildInProgress(t *testing.T) {
+	oldPoll := buildPollInterval
+	buildPollInterval = time.Millisecond
+	t.Cleanup(func() { buildPollInterval = oldPoll })
+	row := func(status, transition, agent string) wsRow {
+		return wsRow{ID: "ws1", Owner: "alice", Name: blueName, Status: status, Transition: transition, Agent: agent}
+	}
+	active := execx.Reply{ExitCode: 1, Stderr: "create workspace build: unexpected status code 409: A workspace build is already active."}
+	cases := []struct {
+		name       string
+		lists      []wsRow       // the n-th `coder list` (the last repeats)
+		starts     []execx.Reply // replies to `coder start`, in order
+		afterStart [][]wsRow     // lists after the n-th start (nil: ready)
+		wantStarts int
+		wantWaits  int
+	}{
+		{name: "stopping, then stopped: one start after the stop",
+			lists:  []wsRow{row("stopping", "stop", ""), row("stopping", "stop", ""), row("stopped", "stop", "")},
+			starts: []execx.Reply{{}}, wantStarts: 1, wantWaits: 1},
+		{name: "pending stop build",
+			lists:  []wsRow{row("pending", "stop", ""), row("stopping", "stop", ""), row("stopped", "stop", "")},
+			starts: []execx.Reply{{}}, wantStarts: 1, wantWaits: 2},
+		{name: "start in progress: no start",
+			lists:     []wsRow{row("pending", "start", ""), row("starting", "start", ""), row("running", "start", "connecting")},
+			wantWaits: 2},
+		{name: "start answers build already active (a start began): wait, no second start",
+			lists:      []wsRow{row("stopped", "stop", "")},
+			starts:     []execx.Reply{active},
+			afterStart: [][]wsRow{{row("starting", "start", ""), row("running", "start", "ready")}},
+			wantStarts: 1, wantWaits: 1},
+		{name: "start answers build already active (a stop was running): start once it stopped",
+			lists:      []wsRow{row("stopped", "stop", "")},
+			starts:     []execx.Reply{active, {}},
+			afterStart: [][]wsRow{{row("stopping", "stop", ""), row("stopped", "stop", "")}, nil},
+			wantStarts: 2, wantWaits: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1"))
+			h.whoami()
+			var mu sync.Mutex
+			lists, starts := 0, 0
+			var seq []wsRow = tc.lists
+			pick := func() {
+				mu.Lock()
+				defer mu.Unlock()
+				if seq == nil {
+					h.setRows(readyRow("alice", blueName, "ws1"))
+					return
+				}
+				h.setRows(seq[min(lists, len(seq)-1)])
+				lists++
+			}
+			h.fake.On(argvList, execx.Reply{Stdout: liveRows, Do: func(execx.Call) { pick() }})
+			for i, r := range tc.starts {
+				i, r := i, r
+				r.Do = func(execx.Call) {
+					mu.Lock()
+					defer mu.Unlock()
+					starts++
+					seq, lists = nil, 0
+					if i < len(tc.afterStart) && tc.afterStart[i] != nil {
+						seq = tc.afterStart[i]
+					}
+				}
+				h.fake.On("coder start", r)
+			}
+			readyCalls := 0
+			l, err := h.p.Resolve(context.Background(), ResolveRequest{Ident: blueID, Mode: Prepare, RepoRoot: "/src/app",
+				Ready: func(context.Context, *Lease) error { readyCalls++; return nil }})
+			if err != nil {
+				t.Fatalf("Resolve: %v\ncalls %q", err, h.argvs())
+			}
+			if got := countCalls(h.argvs(), "coder start --yes "+blueRef); got != tc.wantStarts || starts != tc.wantStarts {
+				t.Errorf("coder start calls = %d, want %d: %q", got, tc.wantStarts, h.argvs())
+			}
+			if got := len(h.eventsOf(EventWaiting)); got != tc.wantWaits {
+				t.Errorf("waiting events = %d, want %d", got, tc.wantWaits)
+			}
+			if len(h.eventsOf(EventStarting)) != tc.wantStarts {
+				t.Errorf("starting events = %+v", h.eventsOf(EventStarting))
+			}
+			if readyCalls != 1 || !l.Ready || l.State != StateReady {
+				t.Errorf("ready calls %d, lease %+v", readyCalls, l)
+			}
+		})
+	}
+}
+
+// A build that never finishes: bounded wait, exit 5, no start.
+func TestResolvePrepareBuildWaitTimesOut(t *testing.T) {
+	oldPoll, oldWait := buildPollInterval, buildWaitTimeout
+	buildPollInterval, buildWaitTimeout = time.Millisecond, 30*time.Millisecond
+	t.Cleanup(func() { buildPollInterval, buildWaitTimeout = oldPoll, oldWait })
+	h := newHarness(t, nil)
+	h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1"))
+	h.whoami().list(wsRow{ID: "ws1", Owner: "alice", Name: blueName, Status: "stopping", Transition: "stop"})
+	_, err := h.p.Resolve(context.Background(), ResolveRequest{Ident: blueID, Mode: Prepare, RepoRoot: "/src/app",
+		Ready: func(context.Context, *Lease) error { return nil }})
+	wantExit(t, err, exitcode.NotFound, "timed out", "waiting for the build of coder workspace "+blueRef, "coder list")
+	if countCalls(h.argvs(), "coder start --yes "+blueRef) != 0 {
+		t.Errorf("started while a build was running: %q", h.argvs())
+	}
+	if d := h.eventsOf(EventDone); len(d) == 0 || d[len(d)-1].Err == nil {
+		t.Errorf("the wait did not end with a failed done event: %+v", d)
 	}
 }

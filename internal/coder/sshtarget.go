@@ -92,10 +92,19 @@ func PrepareKnownHostsFile(configDir, ref, workspaceID string) (string, error) {
 }
 
 // ProxyCommand is the ssh ProxyCommand reaching a workspace through the
-// Coder CLI: '<cliPath>' ssh --stdio --wait '<wait>' '<ref>'. Each variable
-// part is POSIX single-quoted so paths with spaces survive, and '%' is
-// doubled because ssh expands %-tokens in ProxyCommand. Empty cliPath
-// means "coder"; empty wait means "yes".
+// Coder CLI:
+//
+//	'<cliPath>' ssh --stdio --disable-autostart --wait '<wait>' '<ref>'
+//
+// --disable-autostart: the tunnel never starts a stopped workspace. Only
+// crabbox's own `coder start` (Resolve in Prepare mode) may, so a tunnel
+// opened while crabbox starts the workspace cannot race it into "A
+// workspace build is already active". A tunnel to a stopped workspace
+// fails at once ("workspace must be started"); one to a workspace whose
+// start build is still running waits for that build.
+//
+// Each variable part is POSIX single-quoted so paths with spaces survive.
+// Empty cliPath means "coder"; empty wait means "yes".
 func ProxyCommand(cliPath, wait, ref string) string {
 	if strings.TrimSpace(cliPath) == "" {
 		cliPath = "coder"
@@ -106,7 +115,7 @@ func ProxyCommand(cliPath, wait, ref string) string {
 	}
 	// Not %-escaped here: sshx escapes ssh's % tokens once, where the
 	// option is written.
-	return ShellQuote(cliPath) + " ssh --stdio --wait " + ShellQuote(wait) + " " + ShellQuote(ref)
+	return ShellQuote(cliPath) + " ssh --stdio --disable-autostart --wait " + ShellQuote(wait) + " " + ShellQuote(ref)
 }
 
 // ShellQuote single-quotes s for a POSIX shell (' becomes '\”).

@@ -10,25 +10,25 @@ import (
 
 func TestProxyCommand(t *testing.T) {
 	got := ProxyCommand("/opt/Coder CLI/coder", "yes", "crabbox-blue")
-	want := `'/opt/Coder CLI/coder' ssh --stdio --wait 'yes' 'crabbox-blue'`
+	want := `'/opt/Coder CLI/coder' ssh --stdio --disable-autostart --wait 'yes' 'crabbox-blue'`
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
-	for _, part := range []string{"'/opt/Coder CLI/coder'", "ssh", "--stdio", "--wait", "'yes'", "'crabbox-blue'"} {
+	for _, part := range []string{"'/opt/Coder CLI/coder'", "ssh", "--stdio", "--disable-autostart", "--wait", "'yes'", "'crabbox-blue'"} {
 		if !strings.Contains(got, part) {
 			t.Errorf("missing %s", part)
 		}
 	}
-	if got := ProxyCommand("", "", "alice/shared"); got != `'coder' ssh --stdio --wait 'yes' 'alice/shared'` {
+	if got := ProxyCommand("", "", "alice/shared"); got != `'coder' ssh --stdio --disable-autostart --wait 'yes' 'alice/shared'` {
 		t.Errorf("defaults: %s", got)
 	}
-	if got := ProxyCommand("coder", " NO ", "x"); got != `'coder' ssh --stdio --wait 'no' 'x'` {
+	if got := ProxyCommand("coder", " NO ", "x"); got != `'coder' ssh --stdio --disable-autostart --wait 'no' 'x'` {
 		t.Errorf("wait: %s", got)
 	}
-	if got := ProxyCommand("/it's/coder", "auto", "x"); got != `'/it'\''s/coder' ssh --stdio --wait 'auto' 'x'` {
+	if got := ProxyCommand("/it's/coder", "auto", "x"); got != `'/it'\''s/coder' ssh --stdio --disable-autostart --wait 'auto' 'x'` {
 		t.Errorf("quote: %s", got)
 	}
-	if got := ProxyCommand("/tmp/100%/coder", "yes", "x"); got != `'/tmp/100%/coder' ssh --stdio --wait 'yes' 'x'` {
+	if got := ProxyCommand("/tmp/100%/coder", "yes", "x"); got != `'/tmp/100%/coder' ssh --stdio --disable-autostart --wait 'yes' 'x'` {
 		t.Errorf("percent: %s", got)
 	}
 	for _, tok := range []string{"token", "session"} {
@@ -82,8 +82,8 @@ func TestKnownHostsFile(t *testing.T) {
 	if a == b {
 		t.Errorf("same file for different IDs: %s", a)
 	}
-	if HostAlias("crabbox-blue") != HostAlias("crabbox-blue") {
-		t.Error("alias not stable")
+	if a1, a2 := HostAlias("alice/crabbox-blue"), HostAlias("alice/crabbox-blue"); a1 != a2 {
+		t.Errorf("alias not stable: %s, %s", a1, a2)
 	}
 	if want := filepath.Join(dir, "coder", "known_hosts.d", sha1Hex("crabbox-blue\x00ws1")[:12]); a != want {
 		t.Errorf("got %s want %s", a, want)

@@ -82,22 +82,41 @@ var ProgressDelay = time.Second
 
 // StartProgress begins reporting label (e.g. "waiting for workspace agent").
 func (s *IOStreams) StartProgress(label string) *Progress {
+	return s.startProgress(label, false)
+}
+
+// StartStep is StartProgress for a step worth a line even when it is
+// quick (creating, starting or stopping a workspace): on a non-terminal
+// stderr it prints "15:04:05 label…" at once, then the usual repeated and
+// final lines ("15:04:05 label done in 3.4s"). On a terminal it is
+// StartProgress.
+func (s *IOStreams) StartStep(label string) *Progress {
+	return s.startProgress(label, !s.stderrTTY)
+}
+
+func (s *IOStreams) startProgress(label string, immediate bool) *Progress {
 	p := &Progress{s: s, label: label, start: s.now(), stop: make(chan struct{}), done: make(chan struct{})}
 	interval := PlainInterval
 	if s.stderrTTY {
 		interval = 200 * time.Millisecond
 	}
+	if immediate {
+		p.shown = true
+		fmt.Fprintf(s.ErrOut, "%s %s…\n", s.now().UTC().Format("15:04:05"), label)
+	}
 	go func() {
 		defer close(p.done)
-		select {
-		case <-p.stop:
-			return
-		case <-time.After(ProgressDelay):
+		if !immediate {
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(ProgressDelay):
+			}
+			p.mu.Lock()
+			p.shown = true
+			p.mu.Unlock()
+			p.tick()
 		}
-		p.mu.Lock()
-		p.shown = true
-		p.mu.Unlock()
-		p.tick()
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {

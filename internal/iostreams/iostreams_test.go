@@ -110,3 +110,34 @@ func TestColorEnabled(t *testing.T) {
 		t.Error("System ignores NO_COLOR")
 	}
 }
+
+// TestStartStepPlain: off a terminal a step prints its start line at once
+// (even when it ends quickly) and a final line; on a terminal a quick step
+// prints nothing, like StartProgress.
+func TestStartStepPlain(t *testing.T) {
+	withDelays(t, time.Hour, time.Hour)
+	s, _, out, errb := Test()
+	p := s.StartStep("creating workspace w1")
+	p.Done(nil)
+	lines := strings.Split(strings.TrimSuffix(errb.String(), "\n"), "\n")
+	if len(lines) != 2 || out.Len() != 0 {
+		t.Fatalf("lines %q stdout %q", lines, out.String())
+	}
+	if !regexp.MustCompile(`^\d\d:\d\d:\d\d creating workspace w1…$`).MatchString(lines[0]) {
+		t.Errorf("start line %q", lines[0])
+	}
+	if !regexp.MustCompile(`^\d\d:\d\d:\d\d creating workspace w1 done in \S+$`).MatchString(lines[1]) {
+		t.Errorf("final line %q", lines[1])
+	}
+	s, _, _, errb = Test()
+	s.StartStep("stopping workspace w1").Done(errors.New("boom"))
+	if !strings.Contains(errb.String(), "stopping workspace w1 failed after ") {
+		t.Errorf("failed step: %q", errb.String())
+	}
+	s, _, _, errb = Test()
+	s.SetStderrTTY(true)
+	s.StartStep("creating workspace w1").Done(nil)
+	if errb.Len() != 0 {
+		t.Errorf("tty: quick step printed %q", errb.String())
+	}
+}
