@@ -378,7 +378,7 @@ func TestCoderQuietProvisioning(t *testing.T) {
 func TestCoderProviderFromClaim(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	w.write("crabbox.yaml", "coder:\n  template: "+lab.Template+"\n  workRoot: "+filepath.Join(w.home, "remote-work")+"\n")
+	w.write("crabbox.yaml", "coder:\n  template: "+lab.Template+"\n")
 
 	noProvider := func(args ...string) {
 		t.Helper()
@@ -400,8 +400,12 @@ func TestCoderProviderFromClaim(t *testing.T) {
 	if r := w.must("list"); !strings.Contains(r.stdout, l.workspace) {
 		t.Errorf("list lacks %s:\n%s", l.workspace, r.stdout)
 	}
+	if r := w.must("run", "--id", l.slug, "--", "echo", "from-claim"); !strings.Contains(r.stdout, "from-claim") {
+		t.Errorf("run --id without a provider: %q", r.stdout)
+	}
 	// An identifier no claim matches still needs a provider.
 	noProvider("status", "no-such-lease")
+	noProvider("run", "--id", "no-such-lease", "--", "true")
 	r := w.must("stop", l.slug)
 	wantStderr(t, r, "stopped coder workspace lease="+l.id)
 	w.assertReleased(l.id, l.workspace)

@@ -177,7 +177,13 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 	if err != nil {
 		return err
 	}
-	lc, err := f.openLease(cmd)
+	// With --id and no configured provider, the lease's claim names it.
+	var lc *leaseCtx
+	if o.id != "" {
+		lc, err = f.openLeaseOpt(cmd, providerFromLease, o.id)
+	} else {
+		lc, err = f.openLease(cmd)
+	}
 	if err != nil {
 		return err
 	}
