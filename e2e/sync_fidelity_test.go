@@ -229,25 +229,61 @@ func TestSyncFidelityTypeSwaps(t *testing.T) {
 	}
 }
 
+// slowRsyncChild is slowRsync without exec: the rate-limited rsync is a
+// child of the wrapper shell crabbox starts, so it survives when that
+// shell dies with crabbox: an orphan that escaped crabbox's own
+// safeguards, which only the workspace side can stop.
+func slowRsyncChild(t *testing.T, kbps int) (env []string, marker string) {
+	t.Helper()
+	dir := t.TempDir()
+	marker = filepath.Join(dir, "rsync.started")
+	script := fmt.Sprintf("#!/bin/sh\ntouch %q\n%q --bwlimit=%d \"$@\"\n", marker, "/usr/bin/rsync", kbps)
+	if err := os.WriteFile(filepath.Join(dir, "rsync"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"PATH=" + dir + ":" + lab.PATH}, marker
+}
+
 // Defect 4 (issue 8): SIGKILL crabbox while rsync sends a changed file,
 // revert the edit, run again, ten times. Whatever the killed run left
 // behind must never write to the workdir after the next run began: after
 // the rerun (and once every leftover of the killed run has ended) the
 // workspace holds the reverted content, and the no-change run that trusts
 // the fingerprint prints the right hash.
+//
+// "child": rsync is crabbox's child, as in production; it must die with
+// crabbox. "escaped": rsync is a grandchild that outlives crabbox (as on a
+// system without parent-death signals); the workspace's lock and
+// generation fence must keep it from writing after the rerun's prepare.
 func TestSyncFidelityKillRevertRerun(t *testing.T) {
 	t.Parallel()
-	const (
-		rounds = 10
-		size   = 1 << 20
-		kbps   = 257 // unusual, so its processes are told apart from other tests'
-	)
+	for _, tc := range []struct {
+		name    string
+		rounds  int
+		kbps    int // unusual values, so each case's processes are told apart
+		escaped bool
+	}{
+		{"child", 10, 257, false},
+		{"escaped", 5, 101, true}, // slower: the orphan must outlast the rerun's start
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			killRevertRerun(t, tc.rounds, tc.kbps, tc.escaped)
+		})
+	}
+}
+
+func killRevertRerun(t *testing.T, rounds, kbps int, escaped bool) {
+	const size = 1 << 20
 	w := newWorld(t)
 	synced := w.writeRandom("big.bin", size)
-	l := w.warmup("--slug", "e2e-kill-revert")
+	l := w.warmup("--slug", fmt.Sprintf("e2e-kill-revert-%d", kbps))
 	remote := w.remoteDir(l.id)
 	w.must("run", "--id", l.id, "--", "true")
 	slow, started := slowRsync(t, kbps)
+	if escaped {
+		slow, started = slowRsyncChild(t, kbps)
+	}
 	slowMark := fmt.Sprintf("--bwlimit=%d", kbps)
 	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 	// partial finds rsync's temporary file of big.bin on the workspace and
@@ -286,6 +322,14 @@ func TestSyncFidelityKillRevertRerun(t *testing.T) {
 		r := p.kill()
 		wantCode(t, r, 137, "killed run")
 		t.Logf("round %d: killed crabbox with %s at %d of %d bytes", i, filepath.Base(tmp), n, size)
+		if escaped {
+			// Positive control: this orphan really outlived crabbox.
+			if procCmdlinesContaining(slowMark) == 0 {
+				t.Fatalf("round %d: the escaped rsync did not outlive crabbox", i)
+			}
+		} else {
+			waitUntil(t, 5*time.Second, "crabbox's rsync to die with it", nil, func() bool { return procCmdlinesContaining(slowMark) == 0 })
+		}
 
 		// Revert the edit and run again.
 		if err := os.WriteFile(filepath.Join(w.repo, "big.bin"), synced, 0o644); err != nil {
