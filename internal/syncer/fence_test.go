@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -228,26 +230,62 @@ func TestGenerationFence(t *testing.T) {
 		t.Errorf("current finalize: exit %d %q", code, errs)
 	}
 
-	// A running receiver holds the lock: a newer prepare waits for it to
-	// end, and from then on the old generation is refused.
-	if code, errs := prepare("0c"); code != 0 {
-		t.Fatalf("prepare 0c: exit %d %s", code, errs)
+	// The lock is held by something that is no receiver of the recorded
+	// generation (a forged record names a bystander): nothing is
+	// signalled, prepare waits for the lock.
+	bystander := exec.Command("sleep", "30")
+	if err := bystander.Start(); err != nil {
+		t.Fatal(err)
 	}
-	hold := exec.Command("bash", "-c", receiverScript, "crabbox-rsync", workdir, "0c", "sleep", "1.5")
+	defer bystander.Process.Kill()
+	write(t, meta, "receiver", strconv.Itoa(bystander.Process.Pid)+" 0b\n")
+	locker := exec.Command("flock", filepath.Join(meta, "lock"), "sleep", "1.5")
 	start := time.Now()
-	if err := hold.Start(); err != nil {
+	if err := locker.Start(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if code, errs := prepare("0d"); code != 0 {
-		t.Fatalf("prepare 0d: exit %d %s", code, errs)
+	if code, errs := prepare("0c"); code != 0 || strings.Contains(errs, "stopped") {
+		t.Fatalf("prepare 0c: exit %d %q", code, errs)
 	}
-	waited := time.Since(start)
-	if err := hold.Wait(); err != nil {
-		t.Fatalf("receiver 0c: %v", err)
+	if waited := time.Since(start); waited < 1400*time.Millisecond {
+		t.Errorf("prepare finished %v after a 1.5 s lock holder started: it did not wait for the lock", waited)
 	}
-	if waited < 1400*time.Millisecond {
-		t.Errorf("prepare finished %v after a 1.5 s receiver started: it did not wait for the lock", waited)
+	locker.Wait()
+	if bystander.Process.Signal(syscall.Signal(0)) != nil {
+		t.Fatal("a process that is no receiver was signalled")
+	}
+
+	// A running receiver holds the lock: a newer prepare stops it, takes
+	// the lock, and from then on the old generation is refused.
+	hold := exec.Command("bash", "-c", receiverScript, "crabbox-rsync", workdir, "0c", "sleep", "30")
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan error, 1)
+	go func() { held <- hold.Wait() }()
+	for deadline := time.Now().Add(10 * time.Second); !strings.HasPrefix(read(t, filepath.Join(meta, "receiver")), strconv.Itoa(hold.Process.Pid)+" 0c"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			hold.Process.Kill()
+			t.Fatal("the receiver never recorded itself")
+		}
+	}
+	start = time.Now()
+	code, errs = prepare("0d")
+	if code != 0 || !strings.Contains(errs, "stopped the receiving rsync of an earlier sync (0c)") {
+		t.Fatalf("prepare 0d: exit %d %q", code, errs)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("prepare 0d took %v: it waited for the older receiver instead of stopping it", took)
+	}
+	select {
+	case err := <-held:
+		if err == nil {
+			t.Error("the older receiver ended normally; want it stopped")
+		}
+	case <-time.After(5 * time.Second):
+		hold.Process.Kill()
+		t.Fatal("the older receiver still runs after the newer prepare")
 	}
 	if code, _ := receiver("0c", "true"); code != 5 {
 		t.Errorf("receiver 0c after prepare 0d: exit %d, want 5", code)

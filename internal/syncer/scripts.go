@@ -13,10 +13,13 @@ package syncer
 // .crabbox/sync/generation under the lock; the receiver and finalize
 // refuse to write unless it is still theirs. So an rsync left over from a
 // killed run (an older generation) can never write once a newer prepare
-// ran: either it still holds the lock (prepare waits for it to end), or it
-// finds the new generation and refuses. Without flock on the workspace the
-// generation is still checked; only a receiver that passed its check just
-// before a newer prepare could then still write.
+// ran: either it still holds the lock (prepare stops it, TERM, and waits
+// for it to end), or it finds the new generation and refuses. The receiver
+// records "<pid> <generation>" in .crabbox/sync/receiver and runs with
+// CRABBOX_SYNC_GEN=<generation>, so prepare signals only that process.
+// Without flock on the workspace the generation is still checked, and
+// prepare stops the recorded older receiver right after recording its own
+// generation; only the moment between those two steps is unfenced.
 
 // prepareScript: $1 workdir, $2 full resync (1/0), $3 fingerprint check
 // (1/0), $4 delete (1/0), $5 the caller's hook, $6 the new generation.
@@ -28,8 +31,9 @@ package syncer
 // Prints "skip" when the stored fingerprint equals the new one (and then
 // changes nothing: the skip check comes first and takes no lock, since a
 // fingerprint is only ever written by a finalize of the current generation,
-// with no receiver running). Otherwise it takes the lock (waiting up to 30
-// s for an older receiver to end), records $6 as the generation; full
+// with no receiver running). Otherwise it takes the lock (stopping an older
+// receiver that holds it, then waiting up to 30 s for it to end), records
+// $6 as the generation; full
 // resync empties the workdir but for the lock; the stored
 // fingerprint is removed (an interrupted sync is never trusted); files
 // whose content-id record is not among the stored ones get mtime 0 so
@@ -94,9 +98,26 @@ if [ "$full" = 1 ]; then
   done
 fi
 mkdir -p -- "$meta" || exit 3
+# stop_receiver: end the receiver an older sync recorded, if it still runs
+# (checked by its environment, so a reused PID is never signalled).
+stop_receiver() {
+  local p= g=
+  read -r p g < "$meta/receiver" 2>/dev/null || return 0
+  case $p in '' | *[!0-9]*) return 0 ;; esac
+  if [ -n "$g" ] && [ "$g" != "$gen" ] && [ -r "/proc/$p/environ" ] &&
+    tr '\0' '\n' < "/proc/$p/environ" | grep -qx "CRABBOX_SYNC_GEN=$g"; then
+    kill -TERM "$p" 2>/dev/null
+    echo "crabbox sync: stopped the receiving rsync of an earlier sync ($g)" >&2
+  fi
+  return 0
+}
 if command -v flock >/dev/null 2>&1; then
   exec 9>>"$meta/lock" || exit 3
-  flock -w 30 9 || { echo "crabbox sync: an earlier sync into $wd still holds $meta/lock after 30s" >&2; exit 5; }
+  if ! flock -n 9; then
+    # Only an older sync's receiver can hold it now: it must not write on.
+    stop_receiver
+    flock -w 30 9 || { echo "crabbox sync: an earlier sync into $wd still holds $meta/lock after 30s" >&2; exit 5; }
+  fi
 fi
 if [ "$full" = 1 ]; then
   shopt -s dotglob nullglob
@@ -108,6 +129,9 @@ if [ "$full" = 1 ]; then
 fi
 rm -f -- "$meta/fingerprint" || exit 3
 printf '%s\n' "$gen" > "$meta/generation.tmp" && mv -f -- "$meta/generation.tmp" "$meta/generation" || exit 3
+# Without flock, a receiver that passed its generation check just before
+# the line above may still run: stop it.
+command -v flock >/dev/null 2>&1 || stop_receiver
 shopt -s nocasematch
 new=$meta/new.$$ old=$meta/old.$$ ids=$meta/ids.$$
 trap 'rm -f -- "$new" "$new.in" "$old" "$ids" "$ids.in"' EXIT
@@ -198,7 +222,7 @@ const receiverMark = "crabbox sync receiver:"
 // workdir's sync lock and execs rsync holding it (the open descriptor is
 // inherited, so the lock lasts as long as the receiver), but only while $2
 // is the generation prepare recorded: an rsync of an older, killed sync
-// exits 5 instead of writing.
+// exits 5 instead of writing. It records its PID for prepare (see above).
 const receiverScript = `set -u
 meta=$1/.crabbox/sync gen=$2
 shift 2
@@ -212,5 +236,7 @@ if [ "$cur" != "$gen" ]; then
   echo "` + receiverMark + ` refusing to write into $1: a newer sync (generation ${cur:-none}) replaced this one ($gen)" >&2
   exit 5
 fi
+printf '%s %s\n' "$$" "$gen" > "$meta/receiver" || exit 5
+export CRABBOX_SYNC_GEN=$gen
 exec "$@"
 `
