@@ -335,7 +335,12 @@ func killRevertRerun(t *testing.T, rounds, kbps int, escaped bool) {
 		if err := os.WriteFile(filepath.Join(w.repo, "big.bin"), synced, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		w.must("run", "--id", l.id, "--", "true")
+		r = w.must("run", "--id", l.id, "--", "true")
+		// The escaped rsync (alive after the kill, with seconds of transfer
+		// left) is stopped by the rerun's prepare, which says so.
+		if escaped && !strings.Contains(r.stderr, "sync warning: stopped the receiving rsync of an earlier sync") {
+			t.Errorf("round %d: the rerun did not stop the escaped rsync's receiver:\n%s", i, r.stderr)
+		}
 		// Let whatever the killed run left finish or die (bounded): a
 		// local rsync, the workspace's receiving rsync.
 		deadline := time.Now().Add(time.Minute)

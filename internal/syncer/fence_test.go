@@ -272,7 +272,7 @@ func TestGenerationFence(t *testing.T) {
 	}
 	start = time.Now()
 	code, errs = prepare("0d")
-	if code != 0 || !strings.Contains(errs, "stopped the receiving rsync of an earlier sync (0c)") {
+	if code != 0 || !strings.Contains(errs, stoppedReceiverNote+" (0c, pid ") {
 		t.Fatalf("prepare 0d: exit %d %q", code, errs)
 	}
 	if took := time.Since(start); took > 10*time.Second {

@@ -107,7 +107,7 @@ stop_receiver() {
   if [ -n "$g" ] && [ "$g" != "$gen" ] && [ -r "/proc/$p/environ" ] &&
     tr '\0' '\n' < "/proc/$p/environ" | grep -qx "CRABBOX_SYNC_GEN=$g"; then
     kill -TERM "$p" 2>/dev/null
-    echo "crabbox sync: stopped the receiving rsync of an earlier sync ($g)" >&2
+    echo "` + stoppedReceiverNote + ` ($g, pid $p)" >&2
   fi
   return 0
 }

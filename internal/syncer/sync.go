@@ -289,10 +289,16 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 	if err != nil {
 		return res, exitcode.Errorf(exitcode.Sync, "sync: %v", err)
 	}
-	out, err := runScript(ctx, remote, "prepare", prepareScript, &stdin,
+	var notes strings.Builder
+	out, err := runScriptNotes(ctx, remote, "prepare", prepareScript, &stdin, &notes,
 		o.Workdir, flag(o.FullResync), flag(o.Fingerprint), flag(o.Delete), o.PrepareHook, gen)
 	if err != nil {
 		return res, err
+	}
+	for _, l := range strings.Split(notes.String(), "\n") {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(l), stoppedReceiverNote); ok {
+			report(Event{Kind: "warning", Message: "sync warning: " + stoppedReceiverNote + n})
+		}
 	}
 	note := ""
 	switch verb, n := lastVerb(out); verb {
@@ -428,6 +434,16 @@ func topDirs(m *Manifest, n int) string {
 // runScript runs `bash -c '<script>' crabbox-sync <args>` and returns its
 // stdout. A transport error comes back as is; a non-zero exit is exit 6.
 func runScript(ctx context.Context, remote Remote, step, script string, stdin io.Reader, args ...string) (string, error) {
+	return runScriptNotes(ctx, remote, step, script, stdin, nil, args...)
+}
+
+// stoppedReceiverNote starts the line prepare prints on stderr when it
+// stopped an older sync's receiving rsync; Send reports it as a warning.
+const stoppedReceiverNote = "stopped the receiving rsync of an earlier sync"
+
+// runScriptNotes is runScript that also hands a successful script's
+// stderr to notes (when not nil).
+func runScriptNotes(ctx context.Context, remote Remote, step, script string, stdin io.Reader, notes io.Writer, args ...string) (string, error) {
 	var out, errb bytes.Buffer
 	cmd := "bash -c " + sshx.Quote(script) + " crabbox-sync " + sshx.QuoteArgs(args)
 	code, err := remote.Run(ctx, cmd, stdin, &out, &errb)
@@ -448,6 +464,9 @@ func runScript(ctx context.Context, remote Remote, step, script string, stdin io
 		}
 		return "", exitcode.Errorf(exitcode.Sync, "sync %s step failed on %s (exit %d): %s; next_action=%s",
 			step, remote.Target().Host, code, detail, next)
+	}
+	if notes != nil {
+		io.Copy(notes, &errb)
 	}
 	return out.String(), nil
 }
