@@ -299,3 +299,32 @@ func TestGenerationFence(t *testing.T) {
 		t.Errorf("full resync removed the lock: %v", err)
 	}
 }
+
+// TestSeedFence: the git seed moves its clone into the workdir only while
+// its generation is the recorded one.
+func TestSeedFence(t *testing.T) {
+	if _, err := exec.LookPath("flock"); err != nil {
+		t.Skip("flock not installed")
+	}
+	origin := newRepo(t)
+	write(t, origin, "seeded.txt", "from origin\n")
+	commitAll(t, origin)
+	head := strings.TrimSpace(gitIn(t, origin, "rev-parse", "HEAD"))
+	branch := strings.TrimSpace(gitIn(t, origin, "rev-parse", "--abbrev-ref", "HEAD"))
+	workdir := filepath.Join(t.TempDir(), "l", "repo")
+	write(t, workdir, ".crabbox/sync/generation", "0b\n")
+	// Older generation: nothing is moved in.
+	if code, errs := runScriptLocal(t, seedScript, "", workdir, origin, branch, head, "0a"); code != 7 || !strings.Contains(errs, "not seeding") {
+		t.Fatalf("seed of an older generation: exit %d %q", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(workdir, "seeded.txt")); err == nil {
+		t.Fatal("an older generation's seed filled the workdir")
+	}
+	// Positive control: the current generation seeds.
+	if code, errs := runScriptLocal(t, seedScript, "", workdir, origin, branch, head, "0b"); code != 0 {
+		t.Fatalf("seed of the current generation: exit %d %q", code, errs)
+	}
+	if got := read(t, filepath.Join(workdir, "seeded.txt")); got != "from origin\n" {
+		t.Errorf("seeded.txt = %q", got)
+	}
+}

@@ -324,7 +324,7 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 	if o.GitSeed {
 		t0 = time.Now()
 		if u, b, h, why := seedSource(ctx, r, o.RepoRoot); u != "" {
-			out, err := runScript(ctx, remote, "seed", seedScript, nil, o.Workdir, u, b, h)
+			out, err := runScript(ctx, remote, "seed", seedScript, nil, o.Workdir, u, b, h, gen)
 			switch {
 			case err != nil && ctx.Err() != nil:
 				return res, ctx.Err()
