@@ -52,10 +52,10 @@ func (w *world) leaseVisible(id, workspace string, wantStates ...string) {
 // releases it whatever the create did.
 //
 // Finding: `coder create` runs in its own process group, so a kill of
-// crabbox does not signal it, but its output pipes close: it dies of
-// SIGPIPE at its next write. Killed before the create starts (here, while
-// the wrapper delays it), it dies before calling the API and no workspace
-// appears; killed once the workspace exists, the build goes on server side.
+// crabbox does not signal its group, but on Linux crabbox's children die
+// with it (parent-death signal, execx). Killed before the create starts
+// (here, while the wrapper delays it), no workspace appears; killed once
+// the workspace exists, the build goes on server side.
 func TestKillWarmupDuringCreate(t *testing.T) {
 	t.Parallel()
 	t.Run("before-create", func(t *testing.T) {
@@ -71,7 +71,11 @@ func TestKillWarmupDuringCreate(t *testing.T) {
 		if !w.hasClaim(id) {
 			t.Fatalf("no claim after a kill during create")
 		}
-		waitUntil(t, 2*time.Minute, "the orphaned coder create to end", nil, func() bool { return f.marker("done.create.1") })
+		// The wrapper either dies with crabbox or (without a parent-death
+		// signal) runs the create and marks its end.
+		waitUntil(t, 2*time.Minute, "the orphaned coder create to end", nil, func() bool {
+			return f.marker("done.create.1") || procCmdlinesContaining(f.wrapper+"\x00create") == 0
+		})
 		row := w.coderRow(ws)
 		t.Logf("workspace after the orphaned create ended: %+v", row)
 		if row == nil {

@@ -104,8 +104,9 @@ func (OS) Run(ctx context.Context, c Cmd) (Result, error) {
 		cmd.Env = append(os.Environ(), c.Env...)
 	}
 	cmd.Stdin = c.Stdin
-	// Own process group, so a timeout or cancel ends grandchildren too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Own process group, so a timeout or cancel ends grandchildren too;
+	// on Linux the child also dies with crabbox (see sysProcAttr).
+	cmd.SysProcAttr = sysProcAttr()
 	cmd.Cancel = func() error {
 		if cmd.Process == nil {
 			return nil
@@ -120,7 +121,7 @@ func (OS) Run(ctx context.Context, c Cmd) (Result, error) {
 		cmd.Stdout = tee(&out, c.Stdout)
 		cmd.Stderr = tee(&errb, c.Stderr)
 	}
-	err := cmd.Run()
+	err := runLocked(cmd)
 	res := Result{Stdout: out.Bytes(), Stderr: errb.Bytes()}
 	if cmd.ProcessState != nil {
 		res.ExitCode = cmd.ProcessState.ExitCode()

@@ -3,16 +3,38 @@ package syncer
 // Remote scripts. Each runs as `bash -c '<script>' crabbox-sync <args...>`
 // with every argument single-quoted (sshx.Quote); no path is ever
 // interpolated into the script text. Exit codes: 2 bad input, 3 could not
-// write the workdir/metadata, 4 prune failed.
+// write the workdir/metadata, 4 prune failed, 5 another sync owns the
+// workdir (its lock stayed held, or a newer generation replaced this one).
+//
+// One writer at a time (issue 8, defect 4). <workdir>/.crabbox/sync/lock
+// is an flock(1) lock: prepare (after its skip check), the receiving rsync
+// (receiverScript, for its whole life) and finalize hold it. Each sync
+// attempt has a generation token, recorded by prepare in
+// .crabbox/sync/generation under the lock; the receiver and finalize
+// refuse to write unless it is still theirs. So an rsync left over from a
+// killed run (an older generation) can never write once a newer prepare
+// ran: either it still holds the lock (prepare stops it, TERM, and waits
+// for it to end), or it finds the new generation and refuses. The receiver
+// records "<pid> <generation>" in .crabbox/sync/receiver and runs with
+// CRABBOX_SYNC_GEN=<generation>, so prepare signals only that process.
+// Without flock on the workspace the generation is still checked, and
+// prepare stops the recorded older receiver right after recording its own
+// generation; only the moment between those two steps is unfenced.
 
 // prepareScript: $1 workdir, $2 full resync (1/0), $3 fingerprint check
-// (1/0), $4 delete (1/0). stdin: the new fingerprint (may be empty) and a
+// (1/0), $4 delete (1/0), $5 the caller's hook, $6 the new generation.
+// stdin: the new fingerprint (may be empty) and a
 // newline; then NUL-terminated content-id records (16 hex digits + path,
 // see fingerprint) closed by an empty record; then the NUL-terminated new
 // manifest.
 //
 // Prints "skip" when the stored fingerprint equals the new one (and then
-// changes nothing). Otherwise: full resync empties the workdir; the stored
+// changes nothing: the skip check comes first and takes no lock, since a
+// fingerprint is only ever written by a finalize of the current generation,
+// with no receiver running). Otherwise it takes the lock (stopping an older
+// receiver that holds it, then waiting up to 30 s for it to end), records
+// $6 as the generation; full
+// resync empties the workdir but for the lock; the stored
 // fingerprint is removed (an interrupted sync is never trusted); files
 // whose content-id record is not among the stored ones get mtime 0 so
 // rsync's quick check re-sends them; with delete, every path of the old
@@ -26,7 +48,7 @@ package syncer
 // "sync <pruned>".
 const prepareScript = `set -u
 export LC_ALL=C
-wd=$1 full=$2 fpon=$3 del=$4
+wd=$1 full=$2 fpon=$3 del=$4 gen=${6:-}
 ps=() rmv=() dirs=() tch=()
 case $wd in
 /?*) ;;
@@ -67,14 +89,50 @@ safe() {
   done
   return 0
 }
-shopt -s nocasematch
-if [ "$full" = 1 ] && [ -d "$wd" ]; then
-  shopt -s dotglob nullglob
-  rm -rf -- "$wd"/* || { echo "crabbox sync: cannot empty $wd" >&2; exit 3; }
-  shopt -u dotglob nullglob
+case $gen in
+'' | *[!0-9a-f]*) echo "crabbox sync: bad generation '$gen'" >&2; exit 2 ;;
+esac
+if [ "$full" = 1 ]; then
+  for d in "$wd/.crabbox" "$meta"; do
+    if [ -L "$d" ]; then rm -f -- "$d" || exit 3; fi
+  done
 fi
 mkdir -p -- "$meta" || exit 3
+# stop_receiver: end the receiver an older sync recorded, if it still runs
+# (checked by its environment, so a reused PID is never signalled).
+stop_receiver() {
+  local p= g=
+  read -r p g < "$meta/receiver" 2>/dev/null || return 0
+  case $p in '' | *[!0-9]*) return 0 ;; esac
+  if [ -n "$g" ] && [ "$g" != "$gen" ] && [ -r "/proc/$p/environ" ] &&
+    tr '\0' '\n' < "/proc/$p/environ" | grep -qx "CRABBOX_SYNC_GEN=$g"; then
+    kill -TERM "$p" 2>/dev/null
+    echo "` + stoppedReceiverNote + ` ($g, pid $p)" >&2
+  fi
+  return 0
+}
+if command -v flock >/dev/null 2>&1; then
+  exec 9>>"$meta/lock" || exit 3
+  if ! flock -n 9; then
+    # Only an older sync's receiver can hold it now: it must not write on.
+    stop_receiver
+    flock -w 30 9 || { echo "crabbox sync: an earlier sync into $wd still holds $meta/lock after 30s" >&2; exit 5; }
+  fi
+fi
+if [ "$full" = 1 ]; then
+  shopt -s dotglob nullglob
+  for e in "$wd"/* "$wd"/.crabbox/* "$meta"/*; do
+    if [ "$e" = "$wd/.crabbox" ] || [ "$e" = "$meta" ] || [ "$e" = "$meta/lock" ]; then continue; fi
+    rm -rf -- "$e" || { echo "crabbox sync: cannot empty $wd" >&2; exit 3; }
+  done
+  shopt -u dotglob nullglob
+fi
 rm -f -- "$meta/fingerprint" || exit 3
+printf '%s\n' "$gen" > "$meta/generation.tmp" && mv -f -- "$meta/generation.tmp" "$meta/generation" || exit 3
+# Without flock, a receiver that passed its generation check just before
+# the line above may still run: stop it.
+command -v flock >/dev/null 2>&1 || stop_receiver
+shopt -s nocasematch
 new=$meta/new.$$ old=$meta/old.$$ ids=$meta/ids.$$
 trap 'rm -f -- "$new" "$new.in" "$old" "$ids" "$ids.in"' EXIT
 while IFS= read -r -d '' rec; do
@@ -122,14 +180,27 @@ mv -f -- "$ids" "$meta/ids.pending" || exit 3
 echo "sync $pruned"
 `
 
-// finalizeScript: $1 workdir, $2 fingerprint. Moves manifest.pending over
-// manifest; with a fingerprint, moves ids.pending over ids and writes the
-// fingerprint (temporary file + rename); without one (the synced state is
-// uncertain) drops the ids so the next sync re-checks every hashed file.
+// finalizeScript: $1 workdir, $2 fingerprint, $3 generation. Under the
+// lock, and only while $3 is still the recorded generation (else exit 5:
+// a newer sync owns the workdir and this one's result means nothing):
+// moves manifest.pending over manifest; with a fingerprint, moves
+// ids.pending over ids and writes the fingerprint (temporary file +
+// rename); without one (the synced state is uncertain) drops the ids so
+// the next sync re-checks every hashed file.
 const finalizeScript = `set -u
-wd=$1 fp=$2
+wd=$1 fp=$2 gen=${3:-}
 meta=$wd/.crabbox/sync
 [ -d "$meta" ] || { echo "crabbox sync: $meta is missing" >&2; exit 3; }
+if command -v flock >/dev/null 2>&1; then
+  exec 9>>"$meta/lock" || exit 3
+  flock -w 30 9 || { echo "crabbox sync: $meta/lock still held after 30s" >&2; exit 5; }
+fi
+cur=
+IFS= read -r cur < "$meta/generation" || true
+if [ -z "$gen" ] || [ "$cur" != "$gen" ]; then
+  echo "crabbox sync: not finalizing: a newer sync (generation ${cur:-none}) replaced this one ($gen)" >&2
+  exit 5
+fi
 if [ -f "$meta/manifest.pending" ]; then
   mv -f -- "$meta/manifest.pending" "$meta/manifest" || exit 3
 fi
@@ -140,4 +211,32 @@ else
   rm -f -- "$meta/ids" "$meta/ids.pending" || exit 3
 fi
 echo done
+`
+
+// receiverMark starts every refusal receiverScript prints.
+const receiverMark = "crabbox sync receiver:"
+
+// receiverScript is how rsync's receiving side starts on the workspace
+// (--rsync-path, see receiverCommand): $1 workdir, $2 generation, then the
+// rsync program and the server arguments rsync appends. It takes the
+// workdir's sync lock and execs rsync holding it (the open descriptor is
+// inherited, so the lock lasts as long as the receiver), but only while $2
+// is the generation prepare recorded: an rsync of an older, killed sync
+// exits 5 instead of writing. It records its PID for prepare (see above).
+const receiverScript = `set -u
+meta=$1/.crabbox/sync gen=$2
+shift 2
+if command -v flock >/dev/null 2>&1; then
+  exec 9>>"$meta/lock" || { echo "` + receiverMark + ` cannot open $meta/lock" >&2; exit 5; }
+  flock -w 60 9 || { echo "` + receiverMark + ` $meta/lock still held after 60s" >&2; exit 5; }
+fi
+cur=
+IFS= read -r cur < "$meta/generation" || true
+if [ "$cur" != "$gen" ]; then
+  echo "` + receiverMark + ` refusing to write into $1: a newer sync (generation ${cur:-none}) replaced this one ($gen)" >&2
+  exit 5
+fi
+printf '%s %s\n' "$$" "$gen" > "$meta/receiver" || exit 5
+export CRABBOX_SYNC_GEN=$gen
+exec "$@"
 `

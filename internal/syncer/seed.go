@@ -12,13 +12,16 @@ import (
 
 // seedScript clones origin into an empty workdir so the first rsync only
 // sends what differs from a commit the workspace can fetch itself (spec
-// §6.4 step 5). $1 workdir, $2 origin URL, $3 branch, $4 HEAD commit.
-// A workdir that already is a git checkout only gets its origin repaired;
-// a workdir holding anything but crabbox's metadata is left alone. It
-// prints "seeded", "repaired" or "skipped"; any failure is reported by the
-// caller as a warning.
+// §6.4 step 5). $1 workdir, $2 origin URL, $3 branch, $4 HEAD commit, $5
+// the sync's generation. A workdir that already is a git checkout only
+// gets its origin repaired; a workdir holding anything but crabbox's
+// metadata is left alone. The clone is moved into the workdir under the
+// sync lock and only while $5 is still the recorded generation (exit 7
+// otherwise), so a seed left running by a killed run never fills a tree a
+// newer sync owns (see scripts.go). It prints "seeded", "repaired" or
+// "skipped"; any failure is reported by the caller as a warning.
 const seedScript = `set -u
-wd=$1 url=$2 branch=$3 head=$4
+wd=$1 url=$2 branch=$3 head=$4 gen=${5:-}
 command -v git >/dev/null || { echo skipped; exit 0; }
 if [ -d "$wd/.git" ]; then
   git -C "$wd" remote set-url origin "$url" 2>/dev/null || git -C "$wd" remote add origin "$url" || exit 3
@@ -36,6 +39,16 @@ trap 'rm -rf -- "$tmp"' EXIT
 export GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=/bin/false
 git clone -q --filter=blob:none --no-checkout --single-branch --branch "$branch" -- "$url" "$tmp/r" || exit 4
 git -C "$tmp/r" checkout -q --detach "$head" || exit 5
+if command -v flock >/dev/null 2>&1; then
+  exec 9>>"$wd/.crabbox/sync/lock" || exit 7
+  flock -w 30 9 || exit 7
+fi
+cur=
+IFS= read -r cur < "$wd/.crabbox/sync/generation" || true
+if [ -z "$gen" ] || [ "$cur" != "$gen" ]; then
+  echo "crabbox sync: not seeding: a newer sync (generation ${cur:-none}) replaced this one ($gen)" >&2
+  exit 7
+fi
 for e in "$tmp/r"/* "$tmp/r"/.[!.]* "$tmp/r"/..?*; do
   [ -e "$e" ] || continue
   mv -- "$e" "$wd"/ || exit 6

@@ -3,6 +3,8 @@ package syncer
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -280,10 +282,23 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 	stdin.Write(idList)
 	stdin.WriteByte(0)
 	stdin.Write(manifest)
-	out, err := runScript(ctx, remote, "prepare", prepareScript, &stdin,
-		o.Workdir, flag(o.FullResync), flag(o.Fingerprint), flag(o.Delete), o.PrepareHook)
+	// Every sync attempt that gets past the skip check owns the workdir
+	// under a new generation: an rsync receiver or finalize of any other
+	// generation refuses to write (see receiverScript).
+	gen, err := newGeneration()
+	if err != nil {
+		return res, exitcode.Errorf(exitcode.Sync, "sync: %v", err)
+	}
+	var notes strings.Builder
+	out, err := runScriptNotes(ctx, remote, "prepare", prepareScript, &stdin, &notes,
+		o.Workdir, flag(o.FullResync), flag(o.Fingerprint), flag(o.Delete), o.PrepareHook, gen)
 	if err != nil {
 		return res, err
+	}
+	for _, l := range strings.Split(notes.String(), "\n") {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(l), stoppedReceiverNote); ok {
+			report(Event{Kind: "warning", Message: "sync warning: " + stoppedReceiverNote + n})
+		}
 	}
 	note := ""
 	switch verb, n := lastVerb(out); verb {
@@ -309,7 +324,7 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 	if o.GitSeed {
 		t0 = time.Now()
 		if u, b, h, why := seedSource(ctx, r, o.RepoRoot); u != "" {
-			out, err := runScript(ctx, remote, "seed", seedScript, nil, o.Workdir, u, b, h)
+			out, err := runScript(ctx, remote, "seed", seedScript, nil, o.Workdir, u, b, h, gen)
 			switch {
 			case err != nil && ctx.Err() != nil:
 				return res, ctx.Err()
@@ -329,7 +344,7 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 
 	// 4. rsync.
 	t0 = time.Now()
-	vanished, err := runRsync(ctx, r, remote, o, p.forceChecksum, manifest, report)
+	vanished, err := runRsync(ctx, r, remote, o, gen, p.forceChecksum, m.Files, report)
 	if err != nil {
 		return res, err
 	}
@@ -341,7 +356,7 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 
 	// 5. Finalize.
 	t0 = time.Now()
-	if _, err := runScript(ctx, remote, "finalize", finalizeScript, nil, o.Workdir, fp); err != nil {
+	if _, err := runScript(ctx, remote, "finalize", finalizeScript, nil, o.Workdir, fp, gen); err != nil {
 		return res, err
 	}
 	done("finalize", t0, "")
@@ -419,6 +434,16 @@ func topDirs(m *Manifest, n int) string {
 // runScript runs `bash -c '<script>' crabbox-sync <args>` and returns its
 // stdout. A transport error comes back as is; a non-zero exit is exit 6.
 func runScript(ctx context.Context, remote Remote, step, script string, stdin io.Reader, args ...string) (string, error) {
+	return runScriptNotes(ctx, remote, step, script, stdin, nil, args...)
+}
+
+// stoppedReceiverNote starts the line prepare prints on stderr when it
+// stopped an older sync's receiving rsync; Send reports it as a warning.
+const stoppedReceiverNote = "stopped the receiving rsync of an earlier sync"
+
+// runScriptNotes is runScript that also hands a successful script's
+// stderr to notes (when not nil).
+func runScriptNotes(ctx context.Context, remote Remote, step, script string, stdin io.Reader, notes io.Writer, args ...string) (string, error) {
 	var out, errb bytes.Buffer
 	cmd := "bash -c " + sshx.Quote(script) + " crabbox-sync " + sshx.QuoteArgs(args)
 	code, err := remote.Run(ctx, cmd, stdin, &out, &errb)
@@ -433,20 +458,37 @@ func runScript(ctx context.Context, remote Remote, step, script string, stdin io
 		if detail == "" {
 			detail = "no error output"
 		}
-		return "", exitcode.Errorf(exitcode.Sync, "sync %s step failed on %s (exit %d): %s; next_action=retry with --full-resync",
-			step, remote.Target().Host, code, detail)
+		next := "retry with --full-resync"
+		if code == 5 { // another sync owns the workdir (see scripts.go)
+			next = "retry once the other sync into this workdir ended"
+		}
+		return "", exitcode.Errorf(exitcode.Sync, "sync %s step failed on %s (exit %d): %s; next_action=%s",
+			step, remote.Target().Host, code, detail, next)
+	}
+	if notes != nil {
+		io.Copy(notes, &errb)
 	}
 	return out.String(), nil
 }
 
-// runRsync sends the manifest. It reports whether rsync said some source
-// files vanished (exit 24), which is not an error.
-func runRsync(ctx context.Context, r execx.Runner, remote Remote, o Options, checksum bool, manifest []byte, report func(Event)) (bool, error) {
-	args := []string{"-az"}
+// runRsync sends the manifest under generation gen. It reports whether
+// rsync said some source files vanished (exit 24), which is not an error.
+//
+// The list rsync reads names every file as "./<path>": rsync's
+// --files-from skips entries starting with '#' or ';' as comments, even
+// with --from0, so "#dir/x" would silently never be sent; "./" makes every
+// entry literal. --force lets a file or symlink replace a directory the
+// workspace filled (build outputs in a directory that is a file now): the
+// path is in the manifest, so it is crabbox's to replace. The receiving
+// rsync is started through receiverScript, which holds the workdir's sync
+// lock and refuses to run for any generation but gen.
+func runRsync(ctx context.Context, r execx.Runner, remote Remote, o Options, gen string, checksum bool, files []string, report func(Event)) (bool, error) {
+	args := []string{"-az", "--force"}
 	if o.Checksum || checksum {
 		args = append(args, "--checksum")
 	}
 	args = append(args, "--files-from=-", "--from0", "-e", remote.RSH(),
+		"--rsync-path="+receiverCommand(o.Workdir, gen),
 		strings.TrimRight(o.RepoRoot, "/")+"/",
 		sshx.Destination(remote.Target())+":"+o.Workdir+"/")
 
@@ -467,7 +509,7 @@ func runRsync(ctx context.Context, r execx.Runner, remote Remote, o Options, che
 			}
 		}
 	}()
-	res, err := r.Run(ctx, execx.Cmd{Name: o.RSync, Args: args, Stdin: bytes.NewReader(manifest), Timeout: o.Timeout})
+	res, err := r.Run(ctx, execx.Cmd{Name: o.RSync, Args: args, Stdin: bytes.NewReader(rsyncList(files)), Timeout: o.Timeout})
 	close(stop)
 	wg.Wait()
 	if err == nil {
@@ -485,14 +527,69 @@ func runRsync(ctx context.Context, r execx.Runner, remote Remote, o Options, che
 		if ee.Code == 24 {
 			return true, nil
 		}
-		detail := lastLines(string(res.Stderr))
-		if detail == "" {
-			detail = "no error output"
-		}
-		return false, exitcode.Errorf(exitcode.Sync, "rsync to %s failed (exit %d): %s; next_action=retry, or retry with --full-resync",
-			remote.Target().Host, ee.Code, detail)
+		return false, rsyncExitError(remote.Target().Host, ee.Code, string(res.Stderr))
 	}
 	return false, exitcode.Errorf(exitcode.Sync, "rsync: %v; next_action=check that rsync is installed locally", err)
+}
+
+// rsyncExitError classifies a failed rsync. One that lost its transport
+// (exit 255: the remote shell failed; 12: the protocol stream broke; 10:
+// socket I/O; or any "Broken pipe" / "connection unexpectedly closed")
+// is a transport error (exit 7), which the caller retries once over a new
+// tunnel; the sync protocol is safe to rerun. A refusal by crabbox's own
+// receiver or a missing rsync on the workspace also ends in exit 12, but
+// no new tunnel fixes those: they, like every other failure, are exit 6.
+func rsyncExitError(host string, code int, stderr string) error {
+	detail := lastLines(stderr)
+	if detail == "" {
+		detail = "no error output"
+	}
+	low := strings.ToLower(stderr)
+	switch {
+	case strings.Contains(stderr, receiverMark):
+		return exitcode.Errorf(exitcode.Sync, "rsync to %s was refused by the workspace (exit %d): %s; next_action=retry", host, code, detail)
+	case strings.Contains(low, "rsync: command not found") || strings.Contains(low, "rsync: not found") ||
+		strings.Contains(low, "rsync: no such file or directory"):
+		return exitcode.Errorf(exitcode.Sync, "rsync is not installed on the workspace %s (exit %d): %s; next_action=install rsync in the workspace image", host, code, detail)
+	case code == 255 || code == 12 || code == 10 ||
+		strings.Contains(low, "broken pipe") || strings.Contains(low, "connection unexpectedly closed") ||
+		strings.Contains(low, "connection reset by peer"):
+		return exitcode.Errorf(exitcode.Transport, "rsync to %s lost its connection (exit %d): %s; next_action=retry", host, code, detail)
+	}
+	return exitcode.Errorf(exitcode.Sync, "rsync to %s failed (exit %d): %s; next_action=retry, or retry with --full-resync",
+		host, code, detail)
+}
+
+// rsyncList is the NUL-terminated list given to rsync: every path with a
+// "./" prefix, so rsync takes it literally (see runRsync).
+func rsyncList(files []string) []byte {
+	n := 0
+	for _, f := range files {
+		n += len(f) + 3
+	}
+	b := make([]byte, 0, n)
+	for _, f := range files {
+		b = append(b, "./"...)
+		b = append(b, f...)
+		b = append(b, 0)
+	}
+	return b
+}
+
+// newGeneration is a token unique to one sync attempt.
+func newGeneration() (string, error) {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("no random generation token: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// receiverCommand is rsync's --rsync-path: the remote shell runs
+// receiverScript, which execs the workspace's rsync with the server
+// arguments rsync appends. Every word is quoted for the remote shell.
+func receiverCommand(workdir, gen string) string {
+	return "bash -c " + sshx.Quote(receiverScript) + " crabbox-rsync " + sshx.QuoteArgs([]string{workdir, gen, "rsync"})
 }
 
 // syncErr gives err exit code 6 unless it is a cancellation.

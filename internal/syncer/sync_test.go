@@ -96,6 +96,8 @@ func TestSyncEndToEnd(t *testing.T) {
 		"new\nline.txt",
 		"star*?[x].txt",
 		"@/at.txt",
+		// rsync's --files-from reads these as comments unless prefixed.
+		"#top.txt", ";semi.txt", "#dir/x.txt", "#dir/#y", ";dir/z", "--rsh=x", "-e",
 	}
 	write(t, repo, ".gitignore", "*.log\nbuild/\n")
 	write(t, repo, "README.md", "hello\n")
@@ -293,7 +295,7 @@ func TestSyncEndToEnd(t *testing.T) {
 	}
 	_, err = Sync(ctx, runner, rem, o, nil)
 	runner.fail = nil
-	if exitcode.Code(err) != exitcode.Sync || !strings.Contains(err.Error(), "connection unexpectedly closed") {
+	if exitcode.Code(err) != exitcode.Transport || !strings.Contains(err.Error(), "connection unexpectedly closed") {
 		t.Fatalf("failing rsync: err = %v", err)
 	}
 	if exists(filepath.Join(meta, "fingerprint")) {
