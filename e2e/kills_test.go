@@ -166,7 +166,8 @@ func TestKillRun(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	r := p.kill()
 	syncRun := runID(t, r)
-	// rsync runs in its own process group: it outlives crabbox.
+	// rsync has its own process group but dies with crabbox (Pdeathsig);
+	// TestSyncFidelityKillRevertRerun asserts it.
 	t.Logf("rsync processes right after SIGKILL of crabbox: %d", procCmdlinesContaining("--bwlimit=300"))
 
 	// The lease lock died with the process; the next run resyncs fully
