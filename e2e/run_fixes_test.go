@@ -160,3 +160,26 @@ func TestRunFromSubdirectory(t *testing.T) {
 		t.Errorf("from the root: stdout %q\n%s", r.stdout, r.stderr)
 	}
 }
+
+// A forwarded variable is what the command sees even when the workspace's
+// login profile sets it too (PATH: /etc/profile resets it on Debian).
+func TestRunForwardedPathWins(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	l := w.warmup("--slug", "e2e-fwdpath")
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "cbx-e2e-tool"), []byte("#!/bin/sh\necho tool-ran\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := ""
+	for _, e := range w.env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
+	r := w.crabboxEnv([]string{"PATH=" + bin + ":" + path}, "run", "--id", l.id, "--allow-env", "PATH", "--", "cbx-e2e-tool")
+	wantCode(t, r, 0, "run of a tool on the forwarded PATH")
+	if !strings.Contains(r.stdout, "tool-ran") {
+		t.Errorf("stdout = %q", r.stdout)
+	}
+}

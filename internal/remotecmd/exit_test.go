@@ -154,3 +154,24 @@ func TestJUnitScriptStaysInWorkdir(t *testing.T) {
 		t.Errorf("stderr = %q", errOut)
 	}
 }
+
+// TestForwardedEnvWinsOverProfile: the login shell's profile runs first,
+// then the forwarded env file, so a forwarded PATH (or any variable the
+// profile also sets) is what the command sees; the profile's other
+// settings stay.
+func TestForwardedEnvWinsOverProfile(t *testing.T) {
+	needBash(t)
+	home := t.TempDir()
+	if err := os.WriteFile(filepath.Join(home, ".bash_profile"), []byte("export CBX_A=profile CBX_B=profile-only\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := Render(Params{Workdir: filepath.Join(t.TempDir(), "work"), RunID: testRunID,
+		Argv: []string{"sh", "-c", `echo "$CBX_A $CBX_B"`}, Env: "export CBX_A='forwarded'\n"})
+	cmd := exec.Command("bash", "-c", c.Line)
+	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "LANG=C"}
+	cmd.Stdin = strings.NewReader(c.Stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "forwarded profile-only" {
+		t.Fatalf("out %q err %v", out, err)
+	}
+}

@@ -71,8 +71,10 @@ func Script(argv []string, shell bool) string {
 //
 //   - creates the workdir and .crabbox/{env,runs} (exit 97 when it cannot);
 //   - reads the env file and the command script from stdin into 0600 files
-//     (umask 077), sources the env file and removes it;
-//   - in a login bash, starts `bash <script>` with stdin /dev/null in its
+//     (umask 077);
+//   - in a login bash, sources the env file after the profile (so forwarded
+//     variables win) and removes it, then starts `bash <script>` with stdin
+//     /dev/null in its
 //     own process group (set -m), records the group in the pid file, waits,
 //     removes the pid and script files, writes the exit file when the code
 //     is 255, and exits with the command's code.
@@ -94,14 +96,16 @@ func Render(p Params) Command {
 	q := sshx.Quote
 	var b strings.Builder
 	fmt.Fprintf(&b, "mkdir -p %s %s %s || exit 97; ", q(p.Workdir), q(path.Join(meta, "env")), q(runs))
-	fmt.Fprintf(&b, "(umask 077 && head -c %d > %s && head -c %d > %s) || exit 97; . %s; rm -f %s; ",
-		len(p.Env), q(envFile), len(script), q(scriptFile), q(envFile), q(envFile))
+	fmt.Fprintf(&b, "(umask 077 && head -c %d > %s && head -c %d > %s) || { rm -f %s %s; exit 97; }; ",
+		len(p.Env), q(envFile), len(script), q(scriptFile), q(envFile), q(scriptFile))
 	if p.ResultsAuto {
 		fmt.Fprintf(&b, "touch %s; ", q(path.Join(runs, p.RunID+".start")))
 	}
-	inner := fmt.Sprintf(`set -m; cd %s || { printf 'crabbox: cannot enter %%s on the workspace\n' %s >&2; exit 97; }; bash "$1" </dev/null & p=$!; set +m; echo $p > %s; wait $p; rc=$?; rm -f %s "$1"; if [ $rc -eq 255 ]; then echo 255 > %s; fi; exit $rc`,
+	// The env file is sourced inside the login shell, after its profile,
+	// so a forwarded variable (PATH included) is what the command sees.
+	inner := fmt.Sprintf(`. "$2"; rm -f "$2"; set -m; cd %s || { printf 'crabbox: cannot enter %%s on the workspace\n' %s >&2; rm -f "$1"; exit 97; }; bash "$1" </dev/null & p=$!; set +m; echo $p > %s; wait $p; rc=$?; rm -f %s "$1"; if [ $rc -eq 255 ]; then echo 255 > %s; fi; exit $rc`,
 		q(c.Dir), q(c.Dir), q(c.PIDFile), q(c.PIDFile), q(c.ExitFile))
-	fmt.Fprintf(&b, "exec bash -lc %s bash %s", q(inner), q(scriptFile))
+	fmt.Fprintf(&b, "exec bash -lc %s bash %s %s", q(inner), q(scriptFile), q(envFile))
 	c.Line = b.String()
 	return c
 }

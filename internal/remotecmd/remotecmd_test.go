@@ -458,8 +458,8 @@ func FuzzRemoteCommand(f *testing.F) {
 		if err != nil {
 			t.Fatalf("tail does not split: %v\n%s", err, c.Line[i+2:])
 		}
-		if len(words) != 6 || words[0] != "exec" || words[1] != "bash" || words[2] != "-lc" || words[4] != "bash" ||
-			!strings.HasSuffix(words[5], "/.crabbox/runs/"+testRunID+".sh") {
+		if len(words) != 7 || words[0] != "exec" || words[1] != "bash" || words[2] != "-lc" || words[4] != "bash" ||
+			!strings.HasSuffix(words[5], "/.crabbox/runs/"+testRunID+".sh") || !strings.HasSuffix(words[6], "/.crabbox/env/"+testRunID+".env") {
 			t.Fatalf("words %q", words)
 		}
 		if !strings.Contains(words[3], `; bash "$1" </dev/null & p=$!;`) {
