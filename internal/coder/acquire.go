@@ -23,7 +23,8 @@ type AcquireRequest struct {
 	Ready    ReadyFunc // nil skips the SSH readiness wait
 	// Reuse lets the lease start a workspace crabbox released earlier (a
 	// released record with the same create settings, deployment, owner and
-	// repo) instead of creating one. Ignored with a requested Slug.
+	// repo) instead of creating one. Ignored with a requested Slug, and
+	// when the configured release action is delete.
 	Reuse bool
 }
 
@@ -56,7 +57,9 @@ func (p *Provider) Acquire(ctx context.Context, req AcquireRequest) (*Lease, err
 	var reusedFrom claims.Released
 	err = p.Claims.AllocateTx(func(tx *claims.Tx) error {
 		cs := p.coderClaims(s.who)
-		if req.Reuse && req.Slug == "" {
+		// A lease that will be deleted on release wants a throwaway
+		// workspace: released ones are kept for runs that stop theirs.
+		if req.Reuse && req.Slug == "" && p.Settings.ReleaseAction() == ActionStop {
 			r, w, err := p.takeReleased(tx, s, cs, req)
 			if err != nil {
 				return err

@@ -202,6 +202,8 @@ func TestReleasedWorkspaceIsReused(t *testing.T) {
 		{name: "other preset: created", mod: func(s *Settings) { s.Preset = "big" },
 			row: stoppedRow("alice", blueName, "ws1"), req: AcquireRequest{RepoRoot: "/src/app", Reuse: true}, wantKept: true},
 		{name: "other repo: created", row: stoppedRow("alice", blueName, "ws1"), req: AcquireRequest{RepoRoot: "/src/other", Reuse: true}, wantKept: true},
+		{name: "delete on release: created", mod: func(s *Settings) { s.DeleteOnRelease = true },
+			row: stoppedRow("alice", blueName, "ws1"), req: AcquireRequest{RepoRoot: "/src/app", Reuse: true}, wantKept: true},
 		{name: "requested slug: created", row: stoppedRow("alice", blueName, "ws1"), req: AcquireRequest{Slug: "mine", RepoRoot: "/src/app", Reuse: true}, wantKept: true},
 		{name: "running (started outside): created", row: readyRow("alice", blueName, "ws1"), req: AcquireRequest{RepoRoot: "/src/app", Reuse: true}, wantKept: true},
 		{name: "recreated outside (ID differs): record dropped, created", row: stoppedRow("alice", blueName, "ws9"), req: AcquireRequest{RepoRoot: "/src/app", Reuse: true}},
