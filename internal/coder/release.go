@@ -84,6 +84,10 @@ func (p *Provider) ReleaseFor(ctx context.Context, l *Lease, req ReleaseRequest)
 	}
 	gone := l.State == StateMissing || res.Skipped == "workspace no longer exists"
 	switch {
+	case l.Claim == nil && res.Action == ActionStop && res.Skipped != "":
+		// Already released and still stopped: the record stays as it is
+		// (its release time is not refreshed).
+		res.Released = !gone
 	case res.Action == ActionStop && !gone && l.WorkspaceID != "":
 		// Keep the record before the claim goes: a crash in between
 		// leaves both, and the claim wins.

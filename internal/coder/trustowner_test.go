@@ -322,6 +322,8 @@ func TestListAndStopReleased(t *testing.T) {
 	if err != nil || len(ls) != 1 || ls[0].ID != blueID || ls[0].State != StateReleased {
 		t.Fatalf("list = %+v %v", ls, err)
 	}
+	before, _ := h.store.ListReleased()
+	h.p.Now = func() time.Time { return testNow.Add(time.Hour) }
 	for _, ident := range []string{blueName, blueID} {
 		l, res, err := resolveAndRelease(h, ident)
 		if err != nil || res.Action != ActionStop || res.Skipped == "" || l.ID != blueID {
@@ -329,6 +331,9 @@ func TestListAndStopReleased(t *testing.T) {
 		}
 	}
 	assertNoStopOrDelete(t, h.argvs())
+	if after, _ := h.store.ListReleased(); len(after) != 1 || after[0].ReleasedAt != before[0].ReleasedAt {
+		t.Errorf("a no-op stop changed the record: %+v -> %+v", before, after)
+	}
 	// --coder-delete-on-release deletes it and drops the record.
 	h.p.Settings.ReleaseOverride = ActionDelete
 	h.fake.On("coder delete", execx.Reply{})
