@@ -321,6 +321,16 @@ func (f *Factory) providerFromClaims(cfg *config.Config, all bool, ident string)
 			names = append(names, c.Provider)
 		}
 	}
+	if len(names) == 0 {
+		// A released workspace (no claim left) is still crabbox's.
+		recs, _ := claims.New(config.StateDir(f.Env)).ListReleased()
+		for _, r := range recs {
+			if all || r.LeaseID == ident || strings.EqualFold(r.Workspace, ident) || strings.EqualFold(r.Ref, ident) ||
+				(lease.NormalizeSlug(ident) != "" && lease.NormalizeSlug(r.Slug) == lease.NormalizeSlug(ident)) {
+				return coder.ProviderName, nil
+			}
+		}
+	}
 	switch len(names) {
 	case 0:
 		return "", nil
