@@ -382,3 +382,39 @@ func TestCreateKey(t *testing.T) {
 		t.Errorf("key %q", k)
 	}
 }
+
+// Two parallel one-shot acquisitions with one released workspace: exactly
+// one starts it, the other creates (the take is exclusive).
+func TestReleasedReuseIsExclusive(t *testing.T) {
+	h := releasedHarness(t, nil)
+	h.fake.On(argvWhoami, execx.Reply{Stdout: aliceWhoami})
+	h.live(stoppedRow("alice", blueName, "ws1"))
+	h.fake.On("coder start", execx.Reply{Do: func(execx.Call) {
+		h.setRows(readyRow("alice", blueName, "ws1"))
+	}})
+	h.onCreateRow(execx.Reply{}, func(name string) *wsRow { r := readyRow("alice", name, "ws-"+name); return &r })
+	type res struct {
+		l   *Lease
+		err error
+	}
+	out := make(chan res, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			l, err := h.p.Acquire(context.Background(), AcquireRequest{RepoRoot: "/src/app", Reuse: true})
+			out <- res{l, err}
+		}()
+	}
+	onWS1 := 0
+	for i := 0; i < 2; i++ {
+		r := <-out
+		if r.err != nil {
+			t.Fatalf("Acquire: %v", r.err)
+		}
+		if r.l.WorkspaceID == "ws1" {
+			onWS1++
+		}
+	}
+	if onWS1 != 1 {
+		t.Errorf("%d leases on the released workspace, want 1 (calls %q)", onWS1, h.argvs())
+	}
+}
