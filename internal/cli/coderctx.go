@@ -119,6 +119,7 @@ func (f *Factory) openLeaseOpt(cmd *cobra.Command, fallback providerFallback, id
 			Parameters:           cfg.Coder.Parameters,
 			RichParameterFile:    cfg.Coder.RichParameterFile,
 			DeleteOnRelease:      cfg.Coder.DeleteOnRelease,
+			ReleaseOverride:      releaseOverride(cfg),
 			IdleTimeout:          cfg.IdleTimeout,
 			TTL:                  cfg.TTL,
 		},
@@ -127,6 +128,20 @@ func (f *Factory) openLeaseOpt(cmd *cobra.Command, fallback providerFallback, id
 		Events:    lc.event,
 	}
 	return lc, nil
+}
+
+// releaseOverride is the release action given on the command line
+// (--coder-delete-on-release[=false]); "" when the flag was not given. A
+// config value (user or repo file, env) never overrides the action a claim
+// recorded.
+func releaseOverride(cfg *config.Config) string {
+	if cfg.Source("coder.deleteOnRelease") != config.SourceFlag {
+		return ""
+	}
+	if cfg.Coder.DeleteOnRelease {
+		return coder.ActionDelete
+	}
+	return coder.ActionStop
 }
 
 // event renders provider events on stderr.
@@ -138,6 +153,8 @@ func (lc *leaseCtx) event(e coder.Event) {
 		fmt.Fprintf(io.ErrOut, "provisioning provider=coder lease=%s slug=%s workspace=%s template=%s keep=%t\n",
 			l.ID, dash(l.Slug), l.Workspace, lc.cfg.Coder.Template, l.Keep)
 		lc.startStep("creating workspace " + l.Workspace)
+	case coder.EventReusing:
+		fmt.Fprintln(io.ErrOut, e.Message)
 	case coder.EventStarting:
 		fmt.Fprintf(io.ErrOut, "starting coder workspace %s (lease=%s)\n", e.Lease.Ref, e.Lease.ID)
 		lc.startStep("starting workspace " + e.Lease.Workspace)
@@ -302,6 +319,16 @@ func (f *Factory) providerFromClaims(cfg *config.Config, all bool, ident string)
 		if !seen[c.Provider] {
 			seen[c.Provider] = true
 			names = append(names, c.Provider)
+		}
+	}
+	if len(names) == 0 {
+		// A released workspace (no claim left) is still crabbox's.
+		recs, _ := claims.New(config.StateDir(f.Env)).ListReleased()
+		for _, r := range recs {
+			if all || r.LeaseID == ident || strings.EqualFold(r.Workspace, ident) || strings.EqualFold(r.Ref, ident) ||
+				(lease.NormalizeSlug(ident) != "" && lease.NormalizeSlug(r.Slug) == lease.NormalizeSlug(ident)) {
+				return coder.ProviderName, nil
+			}
 		}
 	}
 	switch len(names) {

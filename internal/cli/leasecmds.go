@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -104,18 +107,28 @@ EXIT STATUS
 
 func newStopCmd(f *Factory) *cobra.Command {
 	var id string
+	var reclaim bool
 	cmd := &cobra.Command{
 		Use:     "stop [LEASE]",
 		Aliases: []string{"release"},
 		Short:   "Release a lease: stop its workspace (or delete it) and drop the claim",
-		Long: `Stop the lease's Coder workspace (or delete it with --coder-delete-on-release)
-and remove the local claim. Only a workspace with an exact local claim is
-touched: crabbox refuses (exit 2, nothing changed) to stop a workspace it did
-not create or adopt. A workspace Coder no longer knows counts as released.
+		Long: `Release the lease with the action its claim recorded when it was created
+(stop by default) and remove the local claim. Deleting a lease whose claim
+recorded stop needs --coder-delete-on-release on the command line; a config
+value (user or repo file) never turns a stop into a delete.
+
+Only a workspace with an exact local claim (or crabbox's own released record)
+is touched, and only when the claim's workspace ID, name and owner match
+Coder's listing: otherwise crabbox refuses (exit 2, nothing changed). A lease
+claimed by another repository needs --reclaim. A workspace Coder no longer
+knows counts as released. A workspace released by stopping stays known:
+'crabbox list' shows it as released, a later one-shot 'crabbox run' may
+start it again, and 'crabbox cleanup --released-older-than 7d' deletes it.
 
 EXIT STATUS
   0  released
-  2  usage error, or refused: no exact claim
+  2  usage error, or refused: no exact claim, a claim that does not match
+     Coder's listing, or a lease of another repository (use --reclaim)
   5  not found or ambiguous
   other: the coder CLI's own exit code when 'coder stop/delete' fails`,
 		Args: cobra.MaximumNArgs(1),
@@ -129,7 +142,7 @@ EXIT STATUS
 			if err != nil {
 				return err
 			}
-			res, err := lc.provider.Release(cmd.Context(), l)
+			res, err := lc.provider.ReleaseFor(cmd.Context(), l, coder.ReleaseRequest{RepoRoot: lc.repoRoot, Reclaim: reclaim})
 			var kept *coder.ClaimKeptError
 			if errors.As(err, &kept) {
 				return exitcode.New(exitcode.Code(err), claimKeptMessage(l, kept))
@@ -147,7 +160,10 @@ EXIT STATUS
 				verb = "deleted"
 			}
 			msg := fmt.Sprintf("%s coder workspace lease=%s workspace=%s", verb, l.ID, l.Workspace)
-			if res.Skipped != "" {
+			switch {
+			case res.Skipped != "" && l.Claim == nil:
+				msg = fmt.Sprintf("released lease=%s workspace=%s (%s; already released)", l.ID, l.Workspace, res.Skipped)
+			case res.Skipped != "":
 				msg = fmt.Sprintf("released lease=%s workspace=%s (%s; claim removed)", l.ID, l.Workspace, res.Skipped)
 			}
 			fmt.Fprintln(f.IO.ErrOut, msg)
@@ -155,6 +171,7 @@ EXIT STATUS
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "Lease ID, slug, workspace name or owner/workspace")
+	cmd.Flags().BoolVar(&reclaim, "reclaim", false, "Release a lease claimed by another repository")
 	addConfigFlags(cmd)
 	return cmd
 }
@@ -178,6 +195,7 @@ func claimKeptMessage(l *coder.Lease, kept *coder.ClaimKeptError) error {
 
 func newCleanupCmd(f *Factory) *cobra.Command {
 	var dryRun bool
+	var releasedOlderThan string
 	cmd := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Stop or delete workspaces whose local claim expired (--dry-run to preview)",
@@ -185,6 +203,12 @@ func newCleanupCmd(f *Factory) *cobra.Command {
 action recorded when it was claimed) only when its local claim expired: not
 used for idle-timeout + 12h and not kept. Unclaimed workspaces are never
 touched. --dry-run prints the same decisions and changes nothing.
+
+Workspaces crabbox released by stopping them (one-shot runs) are only listed,
+unless --released-older-than AGE (e.g. 7d, 36h, 0s) is given: then the ones
+released at least AGE ago and still stopped are deleted. Only a workspace with
+crabbox's released record (same workspace ID, name and owner) is ever deleted
+this way; a record whose workspace is gone or was recreated is dropped.
 
 stdout: coder cleanup <stop|delete> workspace=<name> lease=<id> reason=claim expired dry_run=<bool>
 stderr: skip coder workspace=<name> reason=<reason>`,
@@ -195,7 +219,15 @@ stderr: skip coder workspace=<name> reason=<reason>`,
 				return err
 			}
 			defer lc.close()
-			decisions, err := lc.provider.Cleanup(cmd.Context(), dryRun)
+			req := coder.CleanupRequest{DryRun: dryRun}
+			if cmd.Flags().Changed("released-older-than") {
+				age, err := parseAge(releasedOlderThan)
+				if err != nil {
+					return usageErr("--released-older-than %q: %v (examples: 7d, 36h, 0s)", releasedOlderThan, err)
+				}
+				req.DeleteReleased, req.ReleasedOlderThan = true, age
+			}
+			decisions, err := lc.provider.CleanupWith(cmd.Context(), req)
 			for _, d := range decisions {
 				if d.Action == "" {
 					fmt.Fprintf(f.IO.ErrOut, "skip coder workspace=%s reason=%s\n", d.Workspace, d.Reason)
@@ -226,6 +258,33 @@ stderr: skip coder workspace=<name> reason=<reason>`,
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "Print the decisions; change nothing")
+	cmd.Flags().StringVar(&releasedOlderThan, "released-older-than", "", "Delete crabbox's released workspaces released at least this long ago (e.g. 7d)")
 	addConfigFlags(cmd)
 	return cmd
+}
+
+// parseAge parses a duration that may also be given in days ("7d",
+// "1d12h"); it must not be negative.
+func parseAge(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	var days time.Duration
+	if i := strings.IndexByte(s, 'd'); i > 0 {
+		n, err := strconv.Atoi(s[:i])
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("not a duration")
+		}
+		days = time.Duration(n) * 24 * time.Hour
+		s = s[i+1:]
+		if s == "" {
+			return days, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("not a duration")
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("negative")
+	}
+	return days + d, nil
 }

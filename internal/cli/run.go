@@ -30,6 +30,7 @@ import (
 type runOptions struct {
 	id, slug            string
 	keep, keepOnFailure bool
+	freshWorkspace      bool
 	stopAfter           string
 	reclaim             bool
 	shell               bool
@@ -81,6 +82,7 @@ EXIT STATUS
 	fl.StringVar(&o.id, "id", "", "Reuse this lease (ID, slug, workspace or owner/workspace)")
 	fl.StringVar(&o.slug, "slug", "", "Slug for a fresh lease")
 	fl.BoolVar(&o.keep, "keep", false, "Keep a fresh lease after the run")
+	fl.BoolVar(&o.freshWorkspace, "fresh-workspace", false, "Create a new workspace even when a released one could be started")
 	fl.BoolVar(&o.keepOnFailure, "keep-on-failure", false, "Keep a fresh lease when the command fails")
 	fl.StringVar(&o.stopAfter, "stop-after", "", "Release policy: success, always, failure or never")
 	fl.BoolVar(&o.reclaim, "reclaim", false, "Take over a lease claimed by another repository")
@@ -236,6 +238,7 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 	if rs.fresh {
 		rs.lease, err = lc.provider.Acquire(ctx, coder.AcquireRequest{
 			Slug: slug, Keep: o.keep, RepoRoot: lc.repoRoot, Reclaim: o.reclaim, Ready: lc.ready,
+			Reuse: !o.freshWorkspace,
 		})
 	} else {
 		rs.lease, err = lc.provider.Resolve(ctx, coder.ResolveRequest{

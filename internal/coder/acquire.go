@@ -21,6 +21,11 @@ type AcquireRequest struct {
 	RepoRoot string // repo the claim binds to (required)
 	Reclaim  bool
 	Ready    ReadyFunc // nil skips the SSH readiness wait
+	// Reuse lets the lease start a workspace crabbox released earlier (a
+	// released record with the same create settings, deployment, owner and
+	// repo) instead of creating one. Ignored with a requested Slug, and
+	// when the configured release action is delete.
+	Reuse bool
 }
 
 // rollbackTimeout bounds the release that undoes a failed acquisition.
@@ -48,8 +53,22 @@ func (p *Provider) Acquire(ctx context.Context, req AcquireRequest) (*Lease, err
 	// allocation lock, so parallel acquisitions (e.g. warmups with the same
 	// --slug) see each other's claims and never share a slug.
 	var slug, name, ref string
-	err = p.Claims.Allocate(func() error {
+	var reused *Workspace
+	var reusedFrom claims.Released
+	err = p.Claims.AllocateTx(func(tx *claims.Tx) error {
 		cs := p.coderClaims(s.who)
+		// A lease that will be deleted on release wants a throwaway
+		// workspace: released ones are kept for runs that stop theirs.
+		if req.Reuse && req.Slug == "" && p.Settings.ReleaseAction() == ActionStop {
+			r, w, err := p.takeReleased(tx, s, cs, req)
+			if err != nil {
+				return err
+			}
+			if w != nil {
+				reused, reusedFrom = w, *r
+				return p.claimReused(tx, id, r, w, cs, s, req, now)
+			}
+		}
 		inUse := func(sl string) bool {
 			for _, w := range s.rows {
 				if owned, _, ws := Owned(w, p.Settings.Prefix); owned && ws == sl {
@@ -101,6 +120,9 @@ func (p *Provider) Acquire(ctx context.Context, req AcquireRequest) (*Lease, err
 	claim, err := p.Claims.Get(id)
 	if err != nil || claim == nil {
 		return nil, fmt.Errorf("claim %s was not written: %v", id, err)
+	}
+	if reused != nil {
+		return p.startReused(ctx, req, id, claim, reused, reusedFrom, s)
 	}
 	l, _ := p.buildLease(nil, claim)
 	l.State, l.Labels["state"] = "provisioning", "provisioning"
@@ -237,4 +259,123 @@ func manualStop(deleteOnRelease bool, ident string) string {
 		return "crabbox stop --provider coder --coder-delete-on-release --id " + ident
 	}
 	return "crabbox stop --provider coder --id " + ident
+}
+
+// takeReleased picks the released workspace a new lease may start: the
+// newest released record with the same create key, deployment, owner and
+// repo whose workspace is listed with the same ID, name and owner, is
+// stopped and has no claim. Records whose workspace is gone or was
+// recreated (ID differs) are dropped. It runs under the allocation lock
+// (tx), so no other process can take the same record.
+func (p *Provider) takeReleased(tx *claims.Tx, s *session, cs []claims.Claim, req AcquireRequest) (*claims.Released, *Workspace, error) {
+	recs, err := tx.Released()
+	if err != nil {
+		p.warnf("reading released records: %v", err)
+		return nil, nil, nil
+	}
+	key := p.Settings.CreateKey()
+	for i := range recs {
+		r := &recs[i]
+		if r.Provider != "" && r.Provider != ProviderName {
+			continue
+		}
+		if r.CoderURL != "" && s.who.URL != "" && !sameURL(r.CoderURL, s.who.URL) {
+			continue
+		}
+		w := rowByID(s.rows, r.WorkspaceID)
+		if w == nil || releasedMismatch(*r, *w) != "" {
+			// Deleted or recreated outside crabbox: forget it, never act on it.
+			if err := tx.RemoveReleased(r.LeaseID); err != nil {
+				p.warnf("removing released record %s: %v", r.LeaseID, err)
+			}
+			continue
+		}
+		if r.CreateKey == "" || r.CreateKey != key || !strings.EqualFold(w.Template, p.Settings.Template) {
+			continue
+		}
+		if r.RepoRoot == "" || !sameDir(r.RepoRoot, req.RepoRoot) {
+			continue
+		}
+		if s.who.Username != "" && !strings.EqualFold(w.Owner, s.who.Username) {
+			continue
+		}
+		if p.claimForRow(*w, cs, s.rows) != nil || buildPhase(*w) != phaseStopped {
+			continue
+		}
+		return r, w, nil
+	}
+	return nil, nil, nil
+}
+
+// claimReused writes the new lease's claim for a released workspace and
+// removes the released record, under the allocation lock.
+func (p *Provider) claimReused(tx *claims.Tx, id string, r *claims.Released, w *Workspace, cs []claims.Claim, s *session, req AcquireRequest, now time.Time) error {
+	inUse := func(sl string) bool {
+		for _, c := range cs {
+			if lease.NormalizeSlug(c.Slug) == sl {
+				return true
+			}
+		}
+		return false
+	}
+	base := r.Slug
+	if base == "" {
+		base = lease.GeneratedSlug(id)
+	}
+	slug, err := lease.AllocateSlug(base, id, inUse)
+	if err != nil {
+		return err
+	}
+	_, err = p.Claims.Update(id, func(c *claims.Claim, exists bool) error {
+		if err := claims.Bind(c, exists, req.RepoRoot, req.Reclaim, now); err != nil {
+			return err
+		}
+		c.Slug, c.Provider, c.CoderURL = slug, ProviderName, s.who.URL
+		c.CloudID, c.WorkspaceID = w.Ref(), w.ID
+		c.TargetOS = "linux"
+		c.IdleTimeoutSeconds = int64(p.Settings.IdleTimeout / time.Second)
+		c.Labels = p.leaseLabels(id, slug, w.Name, w.Ref(), req.Keep, now)
+		c.Labels["state"] = w.State()
+		c.Labels["reused_from_lease"] = r.LeaseID
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tx.RemoveReleased(r.LeaseID)
+}
+
+// startReused starts the released workspace the new lease took and waits
+// for SSH, like a create would; a failure is rolled back (unless Keep)
+// with the configured release action.
+func (p *Provider) startReused(ctx context.Context, req AcquireRequest, id string, claim *claims.Claim, w *Workspace, from claims.Released, s *session) (*Lease, error) {
+	l, _ := p.buildLease(w, claim)
+	p.emit(Event{Kind: EventReusing, Lease: l, Message: fmt.Sprintf("reusing released coder workspace %s (lease=%s; released by lease %s at %s); --fresh-workspace creates a new one",
+		w.Ref(), id, from.LeaseID, from.ReleasedAt)})
+	row, err := p.ensureStarted(ctx, l, s)
+	if err != nil {
+		return nil, p.rollback(req, id, w.Ref(), err)
+	}
+	claim, err = p.Claims.Update(id, func(c *claims.Claim, exists bool) error {
+		c.Labels["state"] = row.State()
+		return nil
+	})
+	if err != nil {
+		return nil, p.rollback(req, id, row.Ref(), err)
+	}
+	l, _ = p.buildLease(row, claim)
+	if req.Ready != nil {
+		if err := req.Ready(ctx, l); err != nil {
+			return nil, p.rollback(req, id, row.Ref(), err)
+		}
+	}
+	claim, err = p.Claims.Update(id, func(c *claims.Claim, exists bool) error {
+		c.Labels["state"] = StateReady
+		return nil
+	})
+	if err == nil {
+		l, _ = p.buildLease(row, claim)
+	}
+	l.State, l.Ready, l.Labels["state"] = StateReady, true, StateReady
+	return l, nil
 }

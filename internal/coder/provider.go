@@ -3,6 +3,8 @@ package coder
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,8 +30,13 @@ type Settings struct {
 	Parameters           []string
 	RichParameterFile    string
 	DeleteOnRelease      bool
-	IdleTimeout          time.Duration
-	TTL                  time.Duration
+	// ReleaseOverride is the release action given on the command line
+	// (--coder-delete-on-release[=false]): ActionDelete, ActionStop or ""
+	// (none). Only it may turn a lease whose claim recorded stop into a
+	// delete; a config value (user or repo) never does.
+	ReleaseOverride string
+	IdleTimeout     time.Duration
+	TTL             time.Duration
 }
 
 // ReleaseAction is "delete" when deleteOnRelease is set, else "stop".
@@ -70,6 +77,7 @@ const (
 	EventDone         = "done"         // the announced step ended; Err when it failed
 	EventWarning      = "warning"      // Message is set
 	EventRollback     = "rollback"     // Message says what is being undone
+	EventReusing      = "reusing"      // a released workspace is taken for a new lease; Lease and Message set
 )
 
 // Provider runs the Coder lease lifecycle: acquire (with rollback),
@@ -117,6 +125,10 @@ type Lease struct {
 	Labels      map[string]string
 	// Claim is this machine's claim on the workspace (nil when unclaimed).
 	Claim *claims.Claim
+	// Released is crabbox's released record of the workspace (nil when
+	// none): the lease was released by stopping and the workspace is
+	// still crabbox's own.
+	Released *claims.Released
 	// Owned is true when the workspace carries crabbox ownership evidence
 	// (claim, markers, or the configured name prefix).
 	Owned  bool
@@ -132,9 +144,10 @@ type Lease struct {
 // session is what one flow learned from Coder: who is logged in and the
 // workspaces it may see.
 type session struct {
-	who  WhoAmI
-	rows []Workspace
-	all  bool
+	who      WhoAmI
+	rows     []Workspace
+	all      bool
+	released []claims.Released // this deployment's released records
 }
 
 // inventory asks whoami and `list -o json` concurrently (so the pair costs
@@ -161,7 +174,7 @@ func (p *Provider) inventory(ctx context.Context, needAll func(who WhoAmI) bool)
 	if listErr != nil {
 		return nil, listErr
 	}
-	s := &session{who: who, rows: rows}
+	s := &session{who: who, rows: rows, released: p.releasedRecords(who)}
 	if needAll != nil && needAll(who) {
 		all, err := p.Client.List(ctx, true)
 		if err != nil {
@@ -226,8 +239,36 @@ func (p *Provider) coderClaims(who WhoAmI) []claims.Claim {
 	return out
 }
 
+// sameURL compares Coder deployment URLs after normalizing the scheme and
+// host case, a default port (80 for http, 443 for https) and trailing
+// slashes. Different host spellings (localhost vs 127.0.0.1) stay
+// different: crabbox does not resolve names.
 func sameURL(a, b string) bool {
-	return strings.EqualFold(strings.TrimRight(a, "/"), strings.TrimRight(b, "/"))
+	return NormalizeURL(a) == NormalizeURL(b)
+}
+
+// NormalizeURL is the form sameURL compares.
+func NormalizeURL(raw string) string {
+	s := strings.TrimSpace(raw)
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return strings.ToLower(strings.TrimRight(s, "/"))
+	}
+	scheme := strings.ToLower(u.Scheme)
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+		port = ""
+	}
+	if port != "" {
+		host = net.JoinHostPort(host, port)
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	out := scheme + "://" + host + strings.TrimRight(u.EscapedPath(), "/")
+	if u.RawQuery != "" {
+		out += "?" + u.RawQuery
+	}
+	return out
 }
 
 // claimRef is the workspace ref a claim points at.
@@ -424,6 +465,29 @@ func (p *Provider) buildLease(w *Workspace, c *claims.Claim) (*Lease, error) {
 	return l, nil
 }
 
+// leaseForRow is buildLease for a listed row, with crabbox's released
+// record of the row attached when it has no claim: the lease then carries
+// the released lease ID and slug.
+func (p *Provider) leaseForRow(w *Workspace, c *claims.Claim, s *session) (*Lease, error) {
+	l, err := p.buildLease(w, c)
+	if err != nil || c != nil || w == nil || s == nil {
+		return l, err
+	}
+	if r := releasedForRow(*w, s.released); r != nil {
+		rr := *r
+		l.Released = &rr
+		l.ID, l.Slug, l.Owned = r.LeaseID, r.Slug, true
+		l.Labels["lease"] = r.LeaseID
+		if r.Slug != "" {
+			l.Labels["slug"] = r.Slug
+		}
+		if t := r.ReleasedTime(); !t.IsZero() {
+			l.LastTouchedAt = t
+		}
+	}
+	return l, nil
+}
+
 // leaseLabels are the labels a new claim records.
 func (p *Provider) leaseLabels(id, slug, name, ref string, keep bool, now time.Time) map[string]string {
 	l := map[string]string{
@@ -441,6 +505,12 @@ func (p *Provider) leaseLabels(id, slug, name, ref string, keep bool, now time.T
 		"target":               "linux",
 		"created_at":           unixLabel(now),
 		"last_touched_at":      unixLabel(now),
+		"coder_template":       p.Settings.Template,
+		"coder_preset":         p.Settings.Preset,
+		"coder_create_key":     p.Settings.CreateKey(),
+	}
+	if len(p.Settings.Parameters) > 0 {
+		l["coder_parameters"] = strings.Join(p.Settings.Parameters, "\n")
 	}
 	if p.Settings.IdleTimeout > 0 {
 		secs := strconv.FormatInt(int64(p.Settings.IdleTimeout/time.Second), 10)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/claims"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
@@ -14,18 +15,59 @@ import (
 type ReleaseResult struct {
 	Action  string // stop | delete
 	Skipped string // non-empty when no Coder call was needed (why)
+	// Released is true when a released record was kept (the lease was
+	// released by stopping and the workspace is still there).
+	Released bool
 }
 
-// Release stops (or, with deleteOnRelease, deletes) a resolved lease and
-// removes its claim. It refuses a workspace without an exact claim (D4).
-// A workspace Coder no longer knows counts as released.
+// ReleaseRequest is who asks for a release: the repo the command runs in
+// (a claim bound to another repo needs Reclaim) — empty skips the check.
+type ReleaseRequest struct {
+	RepoRoot string
+	Reclaim  bool
+}
+
+// releaseAction is the action a release of l uses: the one recorded in
+// its claim (stop for a released record), unless the command line gave
+// --coder-delete-on-release[=false] (Settings.ReleaseOverride). A config
+// value never turns a recorded stop into a delete.
+func (p *Provider) releaseAction(l *Lease) string {
+	switch p.Settings.ReleaseOverride {
+	case ActionDelete, ActionStop:
+		return p.Settings.ReleaseOverride
+	}
+	if l.Claim != nil {
+		return claimReleaseAction(l.Claim)
+	}
+	return ActionStop
+}
+
+// Release is ReleaseFor without a repo check (a lease this process
+// acquired or prepared for its own repo).
 func (p *Provider) Release(ctx context.Context, l *Lease) (ReleaseResult, error) {
-	res := ReleaseResult{Action: p.Settings.ReleaseAction()}
+	return p.ReleaseFor(ctx, l, ReleaseRequest{})
+}
+
+// ReleaseFor stops or deletes a resolved lease, per the action its claim
+// recorded (see releaseAction), and removes its claim. It refuses (exit 2,
+// nothing changed) a workspace without an exact claim (D4) or released
+// record, a claim whose workspace ID, name or owner differs from Coder's
+// listing, and a claim bound to another repository without req.Reclaim.
+// A workspace Coder no longer knows counts as released. Released by
+// stopping, the lease leaves a released record so the stopped workspace
+// stays known (list, reuse, cleanup --released-older-than).
+func (p *Provider) ReleaseFor(ctx context.Context, l *Lease, req ReleaseRequest) (ReleaseResult, error) {
+	res := ReleaseResult{Action: p.releaseAction(l)}
 	if err := requireExactClaim(l); err != nil {
 		return res, err
 	}
 	if l.Ref == "" {
 		return res, exitcode.Errorf(exitcode.Usage, "coder release requires a workspace name")
+	}
+	if c := l.Claim; c != nil && req.RepoRoot != "" && c.RepoRoot != "" && !req.Reclaim && !sameDir(c.RepoRoot, req.RepoRoot) {
+		return res, exitcode.Errorf(exitcode.Usage,
+			"refusing to release lease %s: it is claimed by repo %s, not %s; nothing was changed. To release it from here, run `crabbox stop --reclaim %s`",
+			l.ID, c.RepoRoot, req.RepoRoot, l.ID)
 	}
 	switch {
 	case l.State == StateMissing:
@@ -39,6 +81,28 @@ func (p *Provider) Release(ctx context.Context, l *Lease) (ReleaseResult, error)
 			}
 			res.Skipped = "workspace no longer exists"
 		}
+	}
+	gone := l.State == StateMissing || res.Skipped == "workspace no longer exists"
+	switch {
+	case l.Claim == nil && res.Action == ActionStop && res.Skipped != "":
+		// Already released and still stopped: the record stays as it is
+		// (its release time is not refreshed).
+		res.Released = !gone
+	case res.Action == ActionStop && !gone && l.WorkspaceID != "":
+		// Keep the record before the claim goes: a crash in between
+		// leaves both, and the claim wins.
+		if err := p.Claims.PutReleased(p.releasedRecordFor(l, p.now())); err != nil {
+			p.warnf("keeping a released record for lease %s: %v (the stopped workspace %s is no longer known to crabbox)", l.ID, err, l.Ref)
+		} else {
+			res.Released = true
+		}
+	case l.WorkspaceID != "":
+		if err := p.Claims.DropReleasedWorkspace(l.WorkspaceID); err != nil {
+			p.warnf("removing released records of workspace %s: %v", l.Ref, err)
+		}
+	}
+	if l.Claim == nil { // a released record only: nothing else to remove
+		return res, nil
 	}
 	if err := p.Claims.Remove(l.ID); err != nil {
 		return res, exitcode.New(exitcode.Failure, &ClaimKeptError{LeaseID: l.ID, Path: p.Claims.Path(l.ID), Result: res, Err: err})
@@ -82,16 +146,40 @@ type CleanupDecision struct {
 	Workspace string
 	Ref       string
 	LeaseID   string
-	Action    string // stop | delete | "" (skip)
+	Action    string // stop | delete | forget | "" (skip)
 	Reason    string
 	Done      bool // the action ran (not dry-run)
+	// Released is true for a decision on a released record (not a claim):
+	// delete removes the record with the workspace, forget drops only the
+	// record.
+	Released    bool
+	WorkspaceID string
 }
 
-// Cleanup stops or deletes workspaces whose local claim expired (idle +
-// 12h) and is not kept, using the release action recorded in the claim
-// (spec §9.11). Unclaimed workspaces are never touched. With dryRun
-// nothing is mutated.
+// CleanupRequest says what a cleanup may do.
+type CleanupRequest struct {
+	DryRun bool
+	// DeleteReleased enables deleting crabbox's own released workspaces
+	// released at least ReleasedOlderThan ago (--released-older-than).
+	// Without it released workspaces are only reported.
+	DeleteReleased    bool
+	ReleasedOlderThan time.Duration
+}
+
+// Cleanup is CleanupWith without deleting released workspaces.
 func (p *Provider) Cleanup(ctx context.Context, dryRun bool) ([]CleanupDecision, error) {
+	return p.CleanupWith(ctx, CleanupRequest{DryRun: dryRun})
+}
+
+// CleanupWith stops or deletes workspaces whose local claim expired (idle +
+// 12h) and is not kept, using the release action recorded in the claim
+// (spec §9.11). With DeleteReleased it also deletes workspaces crabbox
+// released (by stopping) at least ReleasedOlderThan ago; only a workspace
+// with a released record whose workspace ID, name and owner match the
+// listing is ever deleted. A released record whose workspace is gone or was
+// recreated (ID differs) is dropped, never acted on. Unclaimed workspaces
+// are never touched. With DryRun nothing is mutated.
+func (p *Provider) CleanupWith(ctx context.Context, req CleanupRequest) ([]CleanupDecision, error) {
 	s, cs, err := p.claimedInventory(ctx)
 	if err != nil {
 		return nil, err
@@ -101,14 +189,30 @@ func (p *Provider) Cleanup(ctx context.Context, dryRun bool) ([]CleanupDecision,
 	for _, w := range s.rows {
 		owned, _, _ := Owned(w, p.Settings.Prefix)
 		c := p.claimForRow(w, cs, s.rows)
-		if !owned && c == nil {
+		rec := releasedForRow(w, s.released)
+		if !owned && c == nil && rec == nil {
 			continue
 		}
 		l, _ := p.buildLease(&w, c)
-		d := CleanupDecision{Workspace: w.Name, Ref: w.Ref(), LeaseID: l.ID}
+		d := CleanupDecision{Workspace: w.Name, Ref: w.Ref(), LeaseID: l.ID, WorkspaceID: w.ID}
 		switch {
+		case c == nil && rec != nil:
+			d.LeaseID, d.Released = rec.LeaseID, true
+			age := now.Sub(rec.ReleasedTime())
+			switch {
+			case !req.DeleteReleased:
+				d.Reason = "released " + age.Round(time.Second).String() + " ago (delete with --released-older-than)"
+			case buildPhase(w) != phaseStopped:
+				d.Reason = "released, but the workspace is " + w.State() + " (started outside crabbox?)"
+			case age < req.ReleasedOlderThan:
+				d.Reason = "released " + age.Round(time.Second).String() + " ago"
+			default:
+				d.Action, d.Reason = ActionDelete, "released "+age.Round(time.Second).String()+" ago"
+			}
 		case c == nil:
 			d.LeaseID, d.Reason = "", "missing claim"
+		case claimMismatch(c, w) != "":
+			d.Reason = "claim does not match Coder's listing (" + claimMismatch(c, w) + ")"
 		case l.Keep || strings.EqualFold(w.Labels["keep"], "true"):
 			d.Reason = "keep=true"
 		case !c.Expired(now):
@@ -117,6 +221,20 @@ func (p *Provider) Cleanup(ctx context.Context, dryRun bool) ([]CleanupDecision,
 			d.Action, d.Reason = claimReleaseAction(c), "claim expired"
 		}
 		out = append(out, d)
+	}
+	// Released records whose workspace is gone or was recreated (no row
+	// with its ID and name): only the record is dropped.
+	for _, r := range s.released {
+		w := rowByID(s.rows, r.WorkspaceID)
+		if w != nil && releasedMismatch(r, *w) == "" {
+			continue
+		}
+		reason := "released workspace gone or recreated"
+		if w != nil {
+			reason = "released record does not match Coder's listing (" + releasedMismatch(r, *w) + ")"
+		}
+		out = append(out, CleanupDecision{Workspace: r.Workspace, Ref: r.Ref, LeaseID: r.LeaseID, WorkspaceID: r.WorkspaceID,
+			Released: true, Action: ActionForget, Reason: reason})
 	}
 	// Claims whose workspace never appeared (crash before create) or is
 	// gone: once expired, only the claim is dropped; Coder is not called.
@@ -129,12 +247,18 @@ func (p *Provider) Cleanup(ctx context.Context, dryRun bool) ([]CleanupDecision,
 		out = append(out, d)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
-	if dryRun {
+	if req.DryRun {
 		return out, nil
 	}
 	for i := range out {
 		d := &out[i]
 		if d.Action == "" {
+			continue
+		}
+		if d.Released {
+			if err := p.cleanupReleased(ctx, d); err != nil {
+				return out, err
+			}
 			continue
 		}
 		var err error
@@ -143,6 +267,21 @@ func (p *Provider) Cleanup(ctx context.Context, dryRun bool) ([]CleanupDecision,
 		}
 		if err != nil && !IsNotFound(err) {
 			return out, err
+		}
+		if d.Action == ActionStop && err == nil && d.WorkspaceID != "" {
+			if c := findClaim(cs, d.LeaseID); c != nil {
+				row := rowByID(s.rows, d.WorkspaceID)
+				if row != nil {
+					l, _ := p.buildLease(row, c)
+					if perr := p.Claims.PutReleased(p.releasedRecordFor(l, p.now())); perr != nil {
+						p.warnf("keeping a released record for lease %s: %v", d.LeaseID, perr)
+					}
+				}
+			}
+		} else if d.WorkspaceID != "" {
+			if derr := p.Claims.DropReleasedWorkspace(d.WorkspaceID); derr != nil {
+				p.warnf("removing released records of workspace %s: %v", d.Ref, derr)
+			}
 		}
 		if err := p.Claims.Remove(d.LeaseID); err != nil {
 			if d.Action == ActionForget {
@@ -153,6 +292,54 @@ func (p *Provider) Cleanup(ctx context.Context, dryRun bool) ([]CleanupDecision,
 		d.Done = true
 	}
 	return out, nil
+}
+
+// cleanupReleased deletes a released workspace (or drops a stale record).
+// The record is taken under the store's allocation lock first, so a
+// one-shot run cannot pick the workspace for reuse while it is deleted;
+// if the delete fails the record is put back.
+func (p *Provider) cleanupReleased(ctx context.Context, d *CleanupDecision) error {
+	var taken *claims.Released
+	err := p.Claims.AllocateTx(func(tx *claims.Tx) error {
+		recs, err := tx.Released()
+		if err != nil {
+			return err
+		}
+		for i := range recs {
+			if recs[i].LeaseID == d.LeaseID && recs[i].WorkspaceID == d.WorkspaceID {
+				taken = &recs[i]
+			}
+		}
+		if taken == nil {
+			return nil // reused or removed meanwhile
+		}
+		return tx.RemoveReleased(d.LeaseID)
+	})
+	if err != nil || taken == nil {
+		return err
+	}
+	if d.Action == ActionForget {
+		d.Done = true
+		return nil
+	}
+	err = p.releaseWorkspace(ctx, &Lease{ID: d.LeaseID, Ref: d.Ref, Workspace: d.Workspace, WorkspaceID: d.WorkspaceID}, ActionDelete)
+	if err != nil && !IsNotFound(err) {
+		if perr := p.Claims.PutReleased(*taken); perr != nil {
+			p.warnf("restoring released record %s: %v", d.LeaseID, perr)
+		}
+		return err
+	}
+	d.Done = true
+	return nil
+}
+
+func findClaim(cs []claims.Claim, leaseID string) *claims.Claim {
+	for i := range cs {
+		if cs[i].LeaseID == leaseID {
+			return &cs[i]
+		}
+	}
+	return nil
 }
 
 // claimReleaseAction is the release action a claim recorded (spec §9.11.6):
@@ -179,12 +366,15 @@ func (p *Provider) List(ctx context.Context, all bool) ([]*Lease, error) {
 		w := s.rows[i]
 		c := p.claimForRow(w, cs, s.rows)
 		owned, _, _ := Owned(w, p.Settings.Prefix)
-		if !owned && c == nil && !all {
-			continue
-		}
-		l, err := p.buildLease(&w, c)
+		l, err := p.leaseForRow(&w, c, s)
 		if err != nil {
 			return nil, err
+		}
+		if !owned && c == nil && l.Released == nil && !all {
+			continue
+		}
+		if l.Released != nil {
+			l.State, l.Labels["state"] = StateReleased, StateReleased
 		}
 		out = append(out, l)
 	}

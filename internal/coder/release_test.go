@@ -83,9 +83,12 @@ func TestReleaseRefusesWithoutExactClaim(t *testing.T) {
 }
 
 func TestReleaseClaimed(t *testing.T) {
+	// The action is the one the claim recorded; only the command-line flag
+	// (ReleaseOverride) changes it, a config value (deleteOn) never does.
 	cases := []struct {
 		name        string
-		deleteOn    bool
+		deleteOn    bool   // coder.deleteOnRelease from a config file
+		override    string // --coder-delete-on-release[=false] on the command line
 		claimAction string // persisted coder_release_action
 		row         wsRow
 		reply       execx.Reply
@@ -96,20 +99,24 @@ func TestReleaseClaimed(t *testing.T) {
 	}{
 		{name: "default stops", row: readyRow("alice", blueName, "ws1"),
 			wantCall: "coder stop --yes " + blueRef, wantAction: "stop"},
-		{name: "delete on release", deleteOn: true, row: readyRow("alice", blueName, "ws1"),
+		{name: "persisted delete deletes", claimAction: "delete", row: readyRow("alice", blueName, "ws1"),
 			wantCall: "coder delete --yes " + blueRef, wantAction: "delete"},
-		{name: "config stop beats persisted delete", claimAction: "delete", row: readyRow("alice", blueName, "ws1"),
+		{name: "config delete does not beat persisted stop", deleteOn: true, claimAction: "stop", row: readyRow("alice", blueName, "ws1"),
 			wantCall: "coder stop --yes " + blueRef, wantAction: "stop"},
-		{name: "config delete beats persisted stop", deleteOn: true, claimAction: "stop", row: readyRow("alice", blueName, "ws1"),
+		{name: "flag delete beats persisted stop", override: ActionDelete, claimAction: "stop", row: readyRow("alice", blueName, "ws1"),
 			wantCall: "coder delete --yes " + blueRef, wantAction: "delete"},
+		{name: "flag stop beats persisted delete", override: ActionStop, claimAction: "delete", row: readyRow("alice", blueName, "ws1"),
+			wantCall: "coder stop --yes " + blueRef, wantAction: "stop"},
 		{name: "already stopped, stop: no call", row: stoppedRow("alice", blueName, "ws1"),
 			wantAction: "stop", wantSkipped: true},
-		{name: "already stopped, delete: deleted", deleteOn: true, row: stoppedRow("alice", blueName, "ws1"),
+		{name: "already stopped, config delete: no call", deleteOn: true, row: stoppedRow("alice", blueName, "ws1"),
+			wantAction: "stop", wantSkipped: true},
+		{name: "already stopped, flag delete: deleted", override: ActionDelete, row: stoppedRow("alice", blueName, "ws1"),
 			wantCall: "coder delete --yes " + blueRef, wantAction: "delete"},
 		{name: "coder says not found", row: readyRow("alice", blueName, "ws1"),
 			reply:    execx.Reply{ExitCode: 1, Stderr: "Workspace \"alice/x\" does not exist"},
 			wantCall: "coder stop --yes " + blueRef, wantAction: "stop", wantSkipped: true},
-		{name: "coder says not found (delete)", deleteOn: true, row: readyRow("alice", blueName, "ws1"),
+		{name: "coder says not found (delete)", claimAction: "delete", row: readyRow("alice", blueName, "ws1"),
 			reply:    execx.Reply{ExitCode: 1, Stderr: "workspace not found"},
 			wantCall: "coder delete --yes " + blueRef, wantAction: "delete", wantSkipped: true},
 		{name: "coder fails", row: readyRow("alice", blueName, "ws1"),
@@ -119,7 +126,7 @@ func TestReleaseClaimed(t *testing.T) {
 	for _, tc := range cases {
 		for _, ident := range []string{blueID, "blue-lobster", blueName, blueRef} {
 			t.Run(tc.name+"/"+ident, func(t *testing.T) {
-				h := newHarness(t, func(s *Settings) { s.DeleteOnRelease = tc.deleteOn })
+				h := newHarness(t, func(s *Settings) { s.DeleteOnRelease, s.ReleaseOverride = tc.deleteOn, tc.override })
 				c := coderClaim(blueID, "blue-lobster", blueRef, "ws1")
 				if tc.claimAction != "" {
 					c.Labels["coder_release_action"] = tc.claimAction

@@ -211,16 +211,25 @@ func (p *Provider) pick(ident string, matched, cs []claims.Claim, s *session, mo
 		}
 		return p.buildLease(row, chosen)
 	}
+	// b'. A released record addressed by its lease ID or slug.
+	norm := lease.NormalizeSlug(ident)
+	for _, r := range s.released {
+		if r.LeaseID != ident && (norm == "" || lease.NormalizeSlug(r.Slug) != norm) {
+			continue
+		}
+		if w := rowByID(s.rows, r.WorkspaceID); w != nil && releasedForRow(*w, s.released) != nil && p.claimForRow(*w, cs, s.rows) == nil {
+			return p.leaseForRow(w, nil, s)
+		}
+	}
 	// c. Exact inventory match on name or owner/name.
 	hits := exactRows(ident, s.rows)
 	if len(hits) > 1 {
 		return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %q is ambiguous: %d workspaces match; use owner/name", ident, len(hits))
 	}
 	if len(hits) == 1 {
-		return p.buildLease(hits[0], p.claimForRow(*hits[0], cs, s.rows))
+		return p.leaseForRow(hits[0], p.claimForRow(*hits[0], cs, s.rows), s)
 	}
 	// d. Owned rows by lease ID or slug.
-	norm := lease.NormalizeSlug(ident)
 	hits = nil
 	for i := range s.rows {
 		owned, id, slug := Owned(s.rows[i], p.Settings.Prefix)
@@ -232,7 +241,7 @@ func (p *Provider) pick(ident string, matched, cs []claims.Claim, s *session, mo
 	case 0:
 		return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %q not found; `crabbox list` shows crabbox's leases, `crabbox list --all` every workspace", ident)
 	case 1:
-		return p.buildLease(hits[0], nil)
+		return p.leaseForRow(hits[0], nil, s)
 	}
 	return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %q is ambiguous: %d workspaces match", ident, len(hits))
 }
@@ -259,7 +268,11 @@ func exactRow(ident string, rows []Workspace) *Workspace {
 
 // prepare starts a stopped workspace, waits for SSH and claims it.
 func (p *Provider) prepare(ctx context.Context, l *Lease, s *session, req ResolveRequest) (*Lease, error) {
-	// Refuse a repo conflict before any mutation.
+	// Refuse a claim that does not match the listing, or a repo conflict,
+	// before any mutation.
+	if err := verifyClaim(l, rowOf(l), "use"); err != nil {
+		return nil, err
+	}
 	if l.Claim != nil && l.Claim.RepoRoot != "" && req.RepoRoot != "" && !req.Reclaim && !sameDir(l.Claim.RepoRoot, req.RepoRoot) {
 		return nil, exitcode.Errorf(exitcode.Usage, "lease %s is claimed by repo %s; use --reclaim to claim it for %s", l.ID, l.Claim.RepoRoot, req.RepoRoot)
 	}
@@ -313,6 +326,13 @@ func (p *Provider) prepare(ctx context.Context, l *Lease, s *session, req Resolv
 		l.Claim = &cc
 		l.LastTouchedAt = now
 	}
+	if l.Released != nil {
+		// The released workspace is a claimed lease again.
+		if err := p.Claims.DropReleasedWorkspace(l.WorkspaceID); err != nil {
+			p.warnf("removing released record %s: %v", l.Released.LeaseID, err)
+		}
+		l.Released = nil
+	}
 	return l, nil
 }
 
@@ -321,20 +341,19 @@ func sameDir(a, b string) bool {
 	return filepath.Clean(a) == filepath.Clean(b)
 }
 
-// requireExactClaim enforces D4 for a lease about to be stopped or deleted.
+// requireExactClaim enforces D4 for a lease about to be stopped or deleted:
+// a claim (or crabbox's released record) must exist, and the claim's
+// workspace ID, name and owner must match the listing.
 func requireExactClaim(l *Lease) error {
 	if l.Claim == nil {
+		if l.Released != nil {
+			return nil
+		}
 		return exitcode.Errorf(exitcode.Usage,
 			"refusing to release coder workspace %s: it has no crabbox claim on this machine, so crabbox did not create or adopt it; nothing was changed. "+
 				"To adopt it, run `crabbox ssh %s` (claims it for this repo), or manage it with `coder stop %s`", l.Ref, l.Ref, l.Ref)
 	}
-	if l.State != StateMissing && l.Claim.WorkspaceID != "" && l.WorkspaceID != "" && l.Claim.WorkspaceID != l.WorkspaceID {
-		return exitcode.Errorf(exitcode.Usage,
-			"refusing to release coder workspace %s: claim %s is bound to workspace ID %s, but %s now has ID %s (recreated?); nothing was changed. "+
-				"To drop the stale claim, run `crabbox stop %s`; manage the new workspace with `coder stop %s`",
-			l.Ref, l.Claim.LeaseID, l.Claim.WorkspaceID, l.Ref, l.WorkspaceID, l.Claim.LeaseID, l.Ref)
-	}
-	return nil
+	return verifyClaim(l, rowOf(l), "release")
 }
 
 // Waiting for a build Coder is already running (spec: a build in progress
