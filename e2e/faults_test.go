@@ -29,6 +29,9 @@ import (
 //	            command, touch <dir>/done.<verb>.<n>
 //	drop-after Ns  run the real command and SIGKILL it after N s (for
 //	            `ssh --stdio`: the tunnel drops), exit 1
+//	stall-when PATH  run the real command; once PATH exists, SIGSTOP it
+//	            (for `ssh --stdio`: the tunnel stalls, nothing closes);
+//	            the stopped process is killed 90 s later at the latest
 //
 // Per-verb call counters are kept in <dir>/count.<verb> under flock; every
 // call is logged to <dir>/log as "<verb> <n> <action>".
@@ -80,6 +83,16 @@ delay)
 drop-after)
 	timeout -s KILL "${arg%%s}" "$real" "$@"
 	echo "fault injected: coder $verb killed after $arg" >&2
+	exit 1 ;;
+stall-when)
+	trap '' HUP TERM
+	"$real" "$@" <&0 &
+	child=$!
+	for i in $(seq 1200); do [ -e "$arg" ] && break; kill -0 "$child" 2>/dev/null || exit 1; sleep 0.1; done
+	kill -STOP "$child"
+	touch "$dir/stalled.$verb.$n"
+	for i in $(seq 900); do kill -0 "$child" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$child" 2>/dev/null
 	exit 1 ;;
 *)
 	echo "fault wrapper: unknown action $action" >&2
@@ -523,4 +536,33 @@ func TestFaultGarbageAndHang(t *testing.T) {
 	if len(w.claims().Claims)+len(w2.claims().Claims) != 0 {
 		t.Errorf("read-only commands wrote claims")
 	}
+}
+
+// A tunnel that stalls mid-rsync (its proxy stops, nothing closes): the
+// master's keepalives give up within seconds, rsync fails with its
+// transport, and the sync is retried once over a new tunnel; the run
+// passes and the tree is right. (With the old 15 s x 2 keepalives and rsync
+// transport failures treated as sync failures, this was exit 6.)
+func TestFaultTunnelStallsMidSync(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	f := newFaults(t)
+	l := w.warmup("--coder-cli", f.wrapper, "--slug", "e2e-stall")
+	big := w.writeRandom("big.bin", 3<<20)
+	slow, started := slowRsync(t, 300)
+	f.set("ssh 1 stall-when " + started)
+	r := w.crabboxEnv(slow, f.args("run", "--id", l.id, "--", "sh", "-c", "wc -c < big.bin")...)
+	if !f.marker("stalled.ssh.1") {
+		t.Fatalf("the tunnel never stalled (positive control); calls %v\n%s", f.calls(), r.stderr)
+	}
+	wantCode(t, r, 0, "run whose tunnel stalled mid-rsync")
+	wantStderr(t, r, "lost its connection", "retrying once over a new tunnel")
+	if got := strings.TrimSpace(r.stdout); got != itoa(len(big)) {
+		t.Errorf("remote big.bin size = %q, want %d", got, len(big))
+	}
+	if b, err := os.ReadFile(filepath.Join(w.remoteDir(l.id), "big.bin")); err != nil || string(b) != string(big) {
+		t.Errorf("remote big.bin differs after the retried sync (err %v)", err)
+	}
+	f.clear()
+	w.must("stop", l.id)
 }
