@@ -121,7 +121,12 @@ exit $((10 + i))`
 	if len(cl.Claims) != 1 || cl.Claims[0].LeaseID != l.id || len(cl.Problems) != 0 {
 		t.Errorf("claims after concurrent runs = %+v", cl)
 	}
-	w.must("stop", l.id)
+	// The last --reclaim bound the lease to another checkout: stopping it
+	// from this one needs --reclaim too.
+	if r := w.crabbox("stop", l.id); r.code != 2 || !strings.Contains(r.stderr, "--reclaim") {
+		t.Errorf("stop of a lease another checkout claimed: exit %d\n%s", r.code, r.stderr)
+	}
+	w.must("stop", "--reclaim", l.id)
 	w.assertReleased(l.id, l.workspace)
 }
 
