@@ -150,13 +150,11 @@ func (s *Session) openLocked(ctx context.Context) error {
 	args := []string{"-f", "-N",
 		"-o", "ControlMaster=yes",
 		"-o", "ControlPersist=" + masterPersist,
-		"-o", "ControlPath=" + configPath(s.sock),
-		// The master owns the connection every session and rsync shares:
-		// it probes faster than BaseArgs' 15 s x 2 so a stalled tunnel
-		// ends within ~15 s and the caller's retry gets a new one (ssh
-		// keeps the first value of an option).
-		"-o", "ServerAliveInterval=" + masterAliveInterval,
-		"-o", "ServerAliveCountMax=" + masterAliveCount}
+		"-o", "ControlPath=" + configPath(s.sock)}
+	// The master owns the connection every session and rsync shares: it
+	// probes faster than BaseArgs' 15 s x 2 so a stalled tunnel ends
+	// within ~15 s and the caller's retry gets a new one.
+	args = append(args, aliveArgs()...)
 	args = append(args, BaseArgs(s.masterTarget(), Options{ConnectTimeout: 10, ConnectionAttempts: 1})...)
 	args = append(args, s.extra...)
 	args = append(args, Destination(s.t))
@@ -205,9 +203,17 @@ func (s *Session) Args() []string {
 	} else {
 		sock = configPath(sock)
 	}
-	args := BaseArgs(s.t, Options{})
+	// The master's keepalives first: should the master be gone and ssh
+	// connect on its own, a stalled connection still ends within seconds.
+	args := append(aliveArgs(), BaseArgs(s.t, Options{})...)
 	args = append(args, "-o", "ControlMaster=no", "-o", "ControlPath="+sock)
 	return append(args, s.extra...)
+}
+
+// aliveArgs are the tunnel's keepalive options (ssh keeps the first value
+// of an option, so they win over BaseArgs' 15 s x 2).
+func aliveArgs() []string {
+	return []string{"-o", "ServerAliveInterval=" + masterAliveInterval, "-o", "ServerAliveCountMax=" + masterAliveCount}
 }
 
 // RSH is the remote shell for rsync -e: the ssh program and Args(), quoted

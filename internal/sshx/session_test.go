@@ -85,7 +85,7 @@ func TestSessionFakeArgv(t *testing.T) {
 	wantOpen := argv([]string{"-f", "-N", "-o", "ControlMaster=yes", "-o", "ControlPersist=60", "-o", "ControlPath=" + sock,
 		"-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"},
 		BaseArgs(masterTg, Options{ConnectTimeout: 10, ConnectionAttempts: 1}), []string{dest})
-	wantRun := argv(BaseArgs(tg, Options{}), []string{"-o", "ControlMaster=no", "-o", "ControlPath=" + sock, dest, "--", "echo hi"})
+	wantRun := argv(aliveArgs(), BaseArgs(tg, Options{}), []string{"-o", "ControlMaster=no", "-o", "ControlPath=" + sock, dest, "--", "echo hi"})
 	wantClose := []string{"-O", "exit", "-o", "ControlPath=" + sock, dest}
 	for i, want := range [][]string{wantOpen, wantRun, wantRun, wantRun, wantClose} {
 		if calls[i].Name != "ssh" || !slices.Equal(calls[i].Args, want) {
@@ -119,12 +119,12 @@ func TestSessionArgsAndRSH(t *testing.T) {
 	if err := s.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	want := argv(BaseArgs(tg, Options{}), []string{"-o", "ControlMaster=no", "-o", "ControlPath=" + s.sock})
+	want := argv(aliveArgs(), BaseArgs(tg, Options{}), []string{"-o", "ControlMaster=no", "-o", "ControlPath=" + s.sock})
 	if got := s.Args(); !slices.Equal(got, want) {
 		t.Errorf("Args = %q\nwant %q", got, want)
 	}
 	rsh := s.RSH()
-	wantRSH := "ssh -o ForwardAgent=no -o ForwardX11=no -o ForwardX11Trusted=no -o BatchMode=yes -o ConnectTimeout=10 -o ConnectionAttempts=3 " +
+	wantRSH := "ssh -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o ForwardAgent=no -o ForwardX11=no -o ForwardX11Trusted=no -o BatchMode=yes -o ConnectTimeout=10 -o ConnectionAttempts=3 " +
 		"-o ServerAliveInterval=15 -o ServerAliveCountMax=2 -p 22 -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=" + tg.KnownHostsFile + " " +
 		`-o 'ProxyCommand=''coder'' ssh --stdio --wait ''yes'' ''alice/crabbox-blue-lobster-8d41ce''' -o LogLevel=ERROR ` +
 		"-o ControlMaster=no -o ControlPath=" + s.sock
