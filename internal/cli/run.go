@@ -273,6 +273,9 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 	if err := lc.claimOwner(ctx, sess, l, o.reclaim, func(ident string) string {
 		return "`crabbox run --reclaim --id " + ident + " -- …`"
 	}); err != nil {
+		if l.Adopted {
+			rs.lease = nil // its claim is gone again: no "kept" hint
+		}
 		return -1, err
 	}
 	machine, err := lc.machineID()
