@@ -76,7 +76,9 @@ A workspace crabbox did not create is adopted: it gets a claim, so
 
 EXIT STATUS
   0  printed
-  2  usage error or claim conflict (use --reclaim)
+  2  usage error, claim conflict, or the workspace belongs to another
+     machine (its owner record) or runs another machine's command
+     (use --reclaim to take it over)
   5  not found, ambiguous or timed out waiting`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -92,7 +94,13 @@ EXIT STATUS
 			if err != nil {
 				return err
 			}
-			if err := sshx.EnsureKnownHostsDir(l.Target); err != nil {
+			sess, err := lc.session(l)
+			if err != nil {
+				return err
+			}
+			if err := lc.claimOwner(cmd.Context(), sess, l, reclaim, func(ident string) string {
+				return "`crabbox ssh --reclaim " + ident + "`"
+			}); err != nil {
 				return err
 			}
 			fmt.Fprintln(f.IO.Out, sshx.PasteLine(l.Target))
@@ -100,7 +108,7 @@ EXIT STATUS
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "Lease ID, slug, workspace name or owner/workspace")
-	cmd.Flags().BoolVar(&reclaim, "reclaim", false, "Take over a claim bound to another repository")
+	cmd.Flags().BoolVar(&reclaim, "reclaim", false, "Take over a claim bound to another repository, or a workspace owned by another machine")
 	addConfigFlags(cmd)
 	return cmd
 }
@@ -121,7 +129,10 @@ Only a workspace with an exact local claim (or crabbox's own released record)
 is touched, and only when the claim's workspace ID, name and owner match
 Coder's listing: otherwise crabbox refuses (exit 2, nothing changed). A lease
 claimed by another repository needs --reclaim. A workspace Coder no longer
-knows counts as released. A workspace released by stopping stays known:
+knows counts as released. A running workspace whose owner record names
+another machine (it took the lease over) is not stopped: only this
+machine's stale claim is dropped. One with another machine's run in
+progress is refused without --reclaim. A workspace released by stopping stays known:
 'crabbox list' shows it as released, a later one-shot 'crabbox run' may
 start it again, and 'crabbox cleanup --released-older-than 7d' deletes it.
 
@@ -141,6 +152,19 @@ EXIT STATUS
 			l, err := lc.provider.Resolve(cmd.Context(), coder.ResolveRequest{Ident: ident, Mode: coder.ReleaseOnly})
 			if err != nil {
 				return err
+			}
+			drop, err := lc.stopOwnerGate(cmd.Context(), l, reclaim)
+			if err != nil {
+				return err
+			}
+			if drop {
+				// Another machine owns the workspace now: only this
+				// machine's stale claim goes; the workspace is left alone.
+				if err := lc.provider.Claims.Remove(l.ID); err != nil {
+					return exitcode.New(exitcode.Failure, fmt.Errorf("removing the stale claim of lease %s: %w", l.ID, err))
+				}
+				fmt.Fprintf(f.IO.ErrOut, "lease %s belongs to another machine now: dropped this machine's stale claim; workspace %s was not stopped (`crabbox stop --reclaim %s` would stop it)\n", l.ID, l.Workspace, l.ID)
+				return nil
 			}
 			res, err := lc.provider.ReleaseFor(cmd.Context(), l, coder.ReleaseRequest{RepoRoot: lc.repoRoot, Reclaim: reclaim})
 			var kept *coder.ClaimKeptError
@@ -171,7 +195,7 @@ EXIT STATUS
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "Lease ID, slug, workspace name or owner/workspace")
-	cmd.Flags().BoolVar(&reclaim, "reclaim", false, "Release a lease claimed by another repository")
+	cmd.Flags().BoolVar(&reclaim, "reclaim", false, "Release a lease claimed by another repository, or owned by / running a command of another machine")
 	addConfigFlags(cmd)
 	return cmd
 }

@@ -267,6 +267,21 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 		return -1, err
 	}
 	defer lock.Release()
+	// One owner across machines: refused (nothing changed) when another
+	// state dir owns the workspace or runs a command there, unless
+	// --reclaim; otherwise this machine is recorded as the owner.
+	if err := lc.claimOwner(ctx, sess, l, o.reclaim, func(ident string) string {
+		return "`crabbox run --reclaim --id " + ident + " -- …`"
+	}); err != nil {
+		if l.Adopted {
+			rs.lease = nil // its claim is gone again: no "kept" hint
+		}
+		return -1, err
+	}
+	machine, err := lc.machineID()
+	if err != nil {
+		return -1, err
+	}
 	repoName := syncer.RepoName(ctx, f.Runner, lc.repoRoot)
 	workdir := syncer.WorkdirFor(lc.cfg.Coder.WorkRoot, l.ID, repoName)
 	rs.update(func(r *runs.Record) {
@@ -317,7 +332,10 @@ func (rs *runState) execute(ctx context.Context, slug string, vars map[string]st
 	}
 
 	vars["CRABBOX_LEASE_ID"], vars["CRABBOX_RUN_ID"], vars["CRABBOX_SLUG"] = l.ID, rs.runID, l.Slug
-	if names := envfwd.Names(vars); len(names) > 3 {
+	// The run's machine, in its environment: another machine's owner
+	// check sees this run as in progress while it lives.
+	vars["CRABBOX_MACHINE_ID"] = machine
+	if names := envfwd.Names(vars); len(names) > 4 {
 		fmt.Fprintf(f.IO.ErrOut, "env forwarded: %s\n", strings.Join(names, ","))
 	}
 	shell := o.shell || sshx.NeedsShell(o.argv)

@@ -82,6 +82,16 @@ func runWarmup(f *Factory, cmd *cobra.Command, o *warmupOptions) error {
 	if err != nil {
 		return err
 	}
+	// The owner record: this state dir owns the workspace.
+	sess, err := lc.session(l)
+	if err != nil {
+		return err
+	}
+	if err := lc.claimOwner(cmd.Context(), sess, l, o.reclaim, func(ident string) string {
+		return "`crabbox run --reclaim --id " + ident + " -- …`"
+	}); err != nil {
+		return err
+	}
 	expires := "-"
 	if !l.ExpiresAt.IsZero() {
 		expires = rfc3339(l.ExpiresAt)

@@ -125,6 +125,9 @@ type Lease struct {
 	Labels      map[string]string
 	// Claim is this machine's claim on the workspace (nil when unclaimed).
 	Claim *claims.Claim
+	// Adopted is true when this resolve created the claim (a workspace
+	// adopted by name, with no claim here before).
+	Adopted bool
 	// Released is crabbox's released record of the workspace (nil when
 	// none): the lease was released by stopping and the workspace is
 	// still crabbox's own.

@@ -305,6 +305,7 @@ func (p *Provider) prepare(ctx context.Context, l *Lease, s *session, req Resolv
 			return err
 		}
 		if !exists { // adopting: the current config's release action applies
+			l.Adopted = true
 			c.Labels = p.leaseLabels(l.ID, l.Slug, l.Workspace, l.Ref, l.Keep, now)
 			c.IdleTimeoutSeconds = int64(p.Settings.IdleTimeout.Seconds())
 		}
