@@ -153,16 +153,27 @@ func (p *Provider) Acquire(ctx context.Context, req AcquireRequest) (*Lease, err
 	if row == nil {
 		return nil, p.rollback(req, id, ref, exitcode.Errorf(exitcode.NotFound, "coder workspace %s was created but not found in coder list", name))
 	}
-	claim, err = p.Claims.Update(id, func(c *claims.Claim, exists bool) error {
+	return p.claimReady(ctx, req, id, row, func(c *claims.Claim) {
 		c.CloudID, c.WorkspaceID = row.Ref(), row.ID
 		c.Labels["coder_workspace_ref"] = row.Ref()
+	})
+}
+
+// claimReady is the common end of an acquisition: record row in the claim
+// (plus record's own fields), wait for SSH, mark the claim ready; any
+// failure rolls the acquisition back.
+func (p *Provider) claimReady(ctx context.Context, req AcquireRequest, id string, row *Workspace, record func(*claims.Claim)) (*Lease, error) {
+	claim, err := p.Claims.Update(id, func(c *claims.Claim, exists bool) error {
+		if record != nil {
+			record(c)
+		}
 		c.Labels["state"] = row.State()
 		return nil
 	})
 	if err != nil {
 		return nil, p.rollback(req, id, row.Ref(), err)
 	}
-	l, _ = p.buildLease(row, claim)
+	l, _ := p.buildLease(row, claim)
 	if req.Ready != nil {
 		if err := req.Ready(ctx, l); err != nil {
 			return nil, p.rollback(req, id, row.Ref(), err)
@@ -356,26 +367,5 @@ func (p *Provider) startReused(ctx context.Context, req AcquireRequest, id strin
 	if err != nil {
 		return nil, p.rollback(req, id, w.Ref(), err)
 	}
-	claim, err = p.Claims.Update(id, func(c *claims.Claim, exists bool) error {
-		c.Labels["state"] = row.State()
-		return nil
-	})
-	if err != nil {
-		return nil, p.rollback(req, id, row.Ref(), err)
-	}
-	l, _ = p.buildLease(row, claim)
-	if req.Ready != nil {
-		if err := req.Ready(ctx, l); err != nil {
-			return nil, p.rollback(req, id, row.Ref(), err)
-		}
-	}
-	claim, err = p.Claims.Update(id, func(c *claims.Claim, exists bool) error {
-		c.Labels["state"] = StateReady
-		return nil
-	})
-	if err == nil {
-		l, _ = p.buildLease(row, claim)
-	}
-	l.State, l.Ready, l.Labels["state"] = StateReady, true, StateReady
-	return l, nil
+	return p.claimReady(ctx, req, id, row, nil)
 }
