@@ -297,11 +297,18 @@ type proc struct {
 // waiting for it.
 func (w *world) start(dir string, extra []string, args ...string) *proc {
 	w.t.Helper()
+	return w.startProg([]string{lab.Crabbox}, dir, extra, args...)
+}
+
+// startProg starts prog (argv, crabbox itself or a wrapper that execs it)
+// with args appended, in dir (the scratch repo when empty).
+func (w *world) startProg(prog []string, dir string, extra []string, args ...string) *proc {
+	w.t.Helper()
 	if dir == "" {
 		dir = w.repo
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	cmd := exec.CommandContext(ctx, lab.Crabbox, args...)
+	cmd := exec.CommandContext(ctx, prog[0], append(append([]string(nil), prog[1:]...), args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(append([]string(nil), w.env...), extra...)
 	cmd.WaitDelay = 5 * time.Second
@@ -309,7 +316,7 @@ func (w *world) start(dir string, extra []string, args ...string) *proc {
 	cmd.Stdout, cmd.Stderr = p.out, p.errb
 	if err := cmd.Start(); err != nil {
 		cancel()
-		w.t.Fatalf("starting crabbox %v: %v", args, err)
+		w.t.Fatalf("starting %v %v: %v", prog, args, err)
 	}
 	go func() {
 		p.err = cmd.Wait()

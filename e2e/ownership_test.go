@@ -3,12 +3,9 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -26,26 +23,7 @@ var (
 // crabboxIn runs crabbox in dir (another checkout of the same user).
 func (w *world) crabboxIn(dir string, args ...string) result {
 	w.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, lab.Crabbox, args...)
-	cmd.Dir = dir
-	cmd.Env = w.env
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		w.t.Fatalf("crabbox %v: %v", args, err)
-	}
-	w.t.Logf("$ (in %s) crabbox %s -> exit %d\n%s%s", dir, shortArgs(args), r.code, r.stdout, r.stderr)
-	return r
+	return w.start(dir, nil, args...).wait(cmdTimeout)
 }
 
 // oneShot runs a one-shot `crabbox run` and returns the lease it used, the

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -311,29 +310,5 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // must exec crabbox, so the process is crabbox itself.
 func (w *world) startUnder(wrapper []string, args ...string) *proc {
 	w.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	cmd := exec.CommandContext(ctx, wrapper[0], append(append([]string(nil), wrapper[1:]...), args...)...)
-	cmd.Dir = w.repo
-	cmd.Env = append([]string(nil), w.env...)
-	cmd.WaitDelay = 5 * time.Second
-	p := &proc{t: w.t, args: args, cmd: cmd, out: &syncBuffer{}, errb: &syncBuffer{}, done: make(chan struct{}), cancel: cancel, started: time.Now()}
-	cmd.Stdout, cmd.Stderr = p.out, p.errb
-	if err := cmd.Start(); err != nil {
-		cancel()
-		w.t.Fatalf("starting %v: %v", wrapper, err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		cancel()
-		close(p.done)
-	}()
-	w.t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			<-p.done
-		}
-	})
-	return p
+	return w.startProg(wrapper, "", nil, args...)
 }
