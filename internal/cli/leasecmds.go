@@ -166,7 +166,7 @@ EXIT STATUS
 				fmt.Fprintf(f.IO.ErrOut, "lease %s belongs to another machine now: dropped this machine's stale claim; workspace %s was not stopped (`crabbox stop --reclaim %s` would stop it)\n", l.ID, l.Workspace, l.ID)
 				return nil
 			}
-			res, err := lc.provider.ReleaseFor(cmd.Context(), l, coder.ReleaseRequest{RepoRoot: lc.repoRoot, Reclaim: reclaim})
+			res, err := lc.provider.Release(cmd.Context(), l, coder.ReleaseRequest{RepoRoot: lc.repoRoot, Reclaim: reclaim})
 			var kept *coder.ClaimKeptError
 			if errors.As(err, &kept) {
 				return exitcode.New(exitcode.Code(err), claimKeptMessage(l, kept))
@@ -251,7 +251,7 @@ stderr: skip coder workspace=<name> reason=<reason>`,
 				}
 				req.DeleteReleased, req.ReleasedOlderThan = true, age
 			}
-			decisions, err := lc.provider.CleanupWith(cmd.Context(), req)
+			decisions, err := lc.provider.Cleanup(cmd.Context(), req)
 			for _, d := range decisions {
 				if d.Action == "" {
 					fmt.Fprintf(f.IO.ErrOut, "skip coder workspace=%s reason=%s\n", d.Workspace, d.Reason)

@@ -501,7 +501,7 @@ func (rs *runState) finish(code int, runErr error) error {
 	if rs.lease != nil && rs.shouldRelease(exit, runErr) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		rs.lc.close() // the tunnel is not needed to stop the workspace
-		_, releaseErr = rs.lc.provider.Release(ctx, rs.lease)
+		_, releaseErr = rs.lc.provider.Release(ctx, rs.lease, coder.ReleaseRequest{})
 		cancel()
 		released = releaseErr == nil
 		policy := o.stopAfter

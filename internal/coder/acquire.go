@@ -11,23 +11,6 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/lease"
 )
 
-// ReadyFunc waits until a lease's workspace answers over SSH.
-type ReadyFunc func(ctx context.Context, l *Lease) error
-
-// AcquireRequest asks for a new workspace.
-type AcquireRequest struct {
-	Slug     string // requested slug (already validated); "" generates one
-	Keep     bool   // keep the workspace when acquisition fails after create
-	RepoRoot string // repo the claim binds to (required)
-	Reclaim  bool
-	Ready    ReadyFunc // nil skips the SSH readiness wait
-	// Reuse lets the lease start a workspace crabbox released earlier (a
-	// released record with the same create settings, deployment, owner and
-	// repo) instead of creating one. Ignored with a requested Slug, and
-	// when the configured release action is delete.
-	Reuse bool
-}
-
 // rollbackTimeout bounds the release that undoes a failed acquisition.
 const rollbackTimeout = 2 * time.Minute
 

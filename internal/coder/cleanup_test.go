@@ -151,7 +151,7 @@ func TestCleanup(t *testing.T) {
 				}
 				h.fake.On("coder stop", execx.Reply{})
 				h.fake.On("coder delete", execx.Reply{})
-				ds, err := h.p.Cleanup(context.Background(), dry)
+				ds, err := h.p.Cleanup(context.Background(), CleanupRequest{DryRun: dry})
 				if err != nil {
 					t.Fatalf("Cleanup: %v", err)
 				}
@@ -203,7 +203,7 @@ func TestCleanupStopsAtFirstError(t *testing.T) {
 	h.fake.On("coder stop --yes alice/crabbox-a", execx.Reply{ExitCode: 1, Stderr: "workspace not found"})
 	h.fake.On("coder stop --yes alice/crabbox-b", execx.Reply{ExitCode: 1, Stderr: "permission denied"})
 	h.fake.On("coder stop --yes alice/crabbox-c", execx.Reply{})
-	ds, err := h.p.Cleanup(context.Background(), false)
+	ds, err := h.p.Cleanup(context.Background(), CleanupRequest{DryRun: false})
 	wantExit(t, err, 1, "permission denied")
 	assertInventoryThen(t, h.argvs(), "coder stop --yes alice/crabbox-a", "coder stop --yes alice/crabbox-b")
 	if !ds[0].Done || ds[1].Done || ds[2].Done {

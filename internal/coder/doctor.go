@@ -7,21 +7,6 @@ import (
 	"strings"
 )
 
-// Check is one doctor check.
-type Check struct {
-	Status  string // pass | failed | skip
-	Name    string // cli | auth | inventory
-	Message string
-	Details map[string]string
-}
-
-// DoctorReport is the Coder part of `crabbox doctor` (D5).
-type DoctorReport struct {
-	Checks  []Check
-	Summary string // e.g. "provider=coder cli=ready auth=missing_login inventory=unchecked mutation=false"
-	OK      bool
-}
-
 // Doctor checks the Coder CLI, its login and the inventory. It only ever
 // calls `version`, `whoami -o json` and `list -o json`: nothing is mutated.
 func (p *Provider) Doctor(ctx context.Context) DoctorReport {

@@ -47,39 +47,6 @@ func (s Settings) ReleaseAction() string {
 	return ActionStop
 }
 
-// Release actions.
-const (
-	ActionStop   = "stop"
-	ActionDelete = "delete"
-	// ActionForget drops the claim of a workspace that no longer exists
-	// (cleanup only; no Coder call).
-	ActionForget = "forget"
-)
-
-// Event is something a lifecycle flow wants the user to know while it
-// runs. Provider code never prints; the CLI renders events.
-type Event struct {
-	Kind    string // EventProvisioning, EventStarting, ... (below)
-	Lease   *Lease
-	Message string
-	Err     error  // EventDone: the step failed
-	Action  string // EventReleasing: ActionStop or ActionDelete
-}
-
-// Event kinds. A step begun by EventProvisioning, EventStarting,
-// EventWaiting or EventReleasing ends with EventDone (Err set when it
-// failed), except that a failed create is followed by EventRollback.
-const (
-	EventProvisioning = "provisioning" // before coder create; Lease is set
-	EventStarting     = "starting"     // before coder start; Lease is set
-	EventWaiting      = "waiting"      // a build Coder runs is awaited; Lease and Message set
-	EventReleasing    = "releasing"    // before coder stop/delete; Lease (may be partial) and Action set
-	EventDone         = "done"         // the announced step ended; Err when it failed
-	EventWarning      = "warning"      // Message is set
-	EventRollback     = "rollback"     // Message says what is being undone
-	EventReusing      = "reusing"      // a released workspace is taken for a new lease; Lease and Message set
-)
-
 // Provider runs the Coder lease lifecycle: acquire (with rollback),
 // resolve, release, cleanup, list and doctor. It records leases in local
 // claims and never stops or deletes a workspace without an exact claim (D4).
@@ -107,39 +74,6 @@ func (p *Provider) emit(e Event) {
 
 func (p *Provider) warnf(format string, args ...any) {
 	p.emit(Event{Kind: EventWarning, Message: fmt.Sprintf(format, args...)})
-}
-
-// Lease is one Coder workspace as crabbox sees it.
-type Lease struct {
-	ID          string
-	Slug        string
-	Workspace   string // bare workspace name
-	Ref         string // owner/name (canonical), or name when the owner is unknown
-	WorkspaceID string
-	Owner       string
-	State       string
-	Ready       bool // an agent is ready (a live SSH probe may still fail)
-	Keep        bool
-	ServerType  string
-	Template    string
-	Labels      map[string]string
-	// Claim is this machine's claim on the workspace (nil when unclaimed).
-	Claim *claims.Claim
-	// Adopted is true when this resolve created the claim (a workspace
-	// adopted by name, with no claim here before).
-	Adopted bool
-	// Released is crabbox's released record of the workspace (nil when
-	// none): the lease was released by stopping and the workspace is
-	// still crabbox's own.
-	Released *claims.Released
-	// Owned is true when the workspace carries crabbox ownership evidence
-	// (claim, markers, or the configured name prefix).
-	Owned  bool
-	Target lease.Target
-	// CreatedAt, LastTouchedAt and ExpiresAt come from the claim (zero when
-	// unknown).
-	CreatedAt, LastTouchedAt, ExpiresAt time.Time
-	IdleTimeout                         time.Duration
 }
 
 // ---- inventory ------------------------------------------------------------
@@ -396,7 +330,7 @@ func parseUnixLabel(s string) time.Time {
 // buildLease combines a row (may be nil for a missing workspace) and a
 // claim (may be nil) into a Lease with labels (D8) and an SSH target.
 func (p *Provider) buildLease(w *Workspace, c *claims.Claim) (*Lease, error) {
-	l := &Lease{Labels: map[string]string{}}
+	l := &Lease{Provider: ProviderName, Labels: map[string]string{}}
 	if c != nil {
 		for k, v := range c.Labels {
 			l.Labels[k] = v

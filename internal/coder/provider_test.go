@@ -362,7 +362,7 @@ func TestProviderWhoamiOnceAcrossFlows(t *testing.T) {
 	if _, err := h.p.List(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.p.Cleanup(ctx, false); err != nil {
+	if _, err := h.p.Cleanup(ctx, CleanupRequest{DryRun: false}); err != nil {
 		t.Fatal(err)
 	}
 	got := h.argvs()
@@ -387,7 +387,7 @@ func TestProviderInventoryFailures(t *testing.T) {
 			_, err := p.Resolve(context.Background(), ResolveRequest{Ident: blueID, Mode: ReleaseOnly})
 			return err
 		},
-		"cleanup": func(p *Provider) error { _, err := p.Cleanup(context.Background(), false); return err },
+		"cleanup": func(p *Provider) error { _, err := p.Cleanup(context.Background(), CleanupRequest{DryRun: false}); return err },
 		"list":    func(p *Provider) error { _, err := p.List(context.Background(), false); return err },
 	}
 	for name, flow := range flows {
@@ -430,7 +430,7 @@ func TestProviderAcquireThenRelease(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := h.p.Release(context.Background(), l)
+		res, err := h.p.Release(context.Background(), l, ReleaseRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}

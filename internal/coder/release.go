@@ -2,7 +2,6 @@ package coder
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -10,22 +9,6 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/claims"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 )
-
-// ReleaseResult says what Release did.
-type ReleaseResult struct {
-	Action  string // stop | delete
-	Skipped string // non-empty when no Coder call was needed (why)
-	// Released is true when a released record was kept (the lease was
-	// released by stopping and the workspace is still there).
-	Released bool
-}
-
-// ReleaseRequest is who asks for a release: the repo the command runs in
-// (a claim bound to another repo needs Reclaim) — empty skips the check.
-type ReleaseRequest struct {
-	RepoRoot string
-	Reclaim  bool
-}
 
 // releaseAction is the action a release of l uses: the one recorded in
 // its claim (stop for a released record), unless the command line gave
@@ -42,13 +25,7 @@ func (p *Provider) releaseAction(l *Lease) string {
 	return ActionStop
 }
 
-// Release is ReleaseFor without a repo check (a lease this process
-// acquired or prepared for its own repo).
-func (p *Provider) Release(ctx context.Context, l *Lease) (ReleaseResult, error) {
-	return p.ReleaseFor(ctx, l, ReleaseRequest{})
-}
-
-// ReleaseFor stops or deletes a resolved lease, per the action its claim
+// Release stops or deletes a resolved lease, per the action its claim
 // recorded (see releaseAction), and removes its claim. It refuses (exit 2,
 // nothing changed) a workspace without an exact claim (D4) or released
 // record, a claim whose workspace ID, name or owner differs from Coder's
@@ -56,7 +33,7 @@ func (p *Provider) Release(ctx context.Context, l *Lease) (ReleaseResult, error)
 // A workspace Coder no longer knows counts as released. Released by
 // stopping, the lease leaves a released record so the stopped workspace
 // stays known (list, reuse, cleanup --released-older-than).
-func (p *Provider) ReleaseFor(ctx context.Context, l *Lease, req ReleaseRequest) (ReleaseResult, error) {
+func (p *Provider) Release(ctx context.Context, l *Lease, req ReleaseRequest) (ReleaseResult, error) {
 	res := ReleaseResult{Action: p.releaseAction(l)}
 	if err := requireExactClaim(l); err != nil {
 		return res, err
@@ -110,23 +87,6 @@ func (p *Provider) ReleaseFor(ctx context.Context, l *Lease, req ReleaseRequest)
 	return res, nil
 }
 
-// ClaimKeptError says a release did its Coder part (the workspace is
-// stopped, deleted or already gone: Result) but the local claim could not
-// be removed (e.g. a read-only state dir). Nothing is left to do in Coder;
-// only the claim file at Path remains.
-type ClaimKeptError struct {
-	LeaseID string
-	Path    string
-	Result  ReleaseResult
-	Err     error
-}
-
-func (e *ClaimKeptError) Error() string {
-	return fmt.Sprintf("removing claim %s (%s): %v", e.LeaseID, e.Path, e.Err)
-}
-
-func (e *ClaimKeptError) Unwrap() error { return e.Err }
-
 // releaseWorkspace runs `coder stop` or `coder delete` for l, announced by
 // EventReleasing and ended by EventDone.
 func (p *Provider) releaseWorkspace(ctx context.Context, l *Lease, action string) error {
@@ -141,37 +101,7 @@ func (p *Provider) releaseWorkspace(ctx context.Context, l *Lease, action string
 	return err
 }
 
-// CleanupDecision is cleanup's verdict on one workspace.
-type CleanupDecision struct {
-	Workspace string
-	Ref       string
-	LeaseID   string
-	Action    string // stop | delete | forget | "" (skip)
-	Reason    string
-	Done      bool // the action ran (not dry-run)
-	// Released is true for a decision on a released record (not a claim):
-	// delete removes the record with the workspace, forget drops only the
-	// record.
-	Released    bool
-	WorkspaceID string
-}
-
-// CleanupRequest says what a cleanup may do.
-type CleanupRequest struct {
-	DryRun bool
-	// DeleteReleased enables deleting crabbox's own released workspaces
-	// released at least ReleasedOlderThan ago (--released-older-than).
-	// Without it released workspaces are only reported.
-	DeleteReleased    bool
-	ReleasedOlderThan time.Duration
-}
-
-// Cleanup is CleanupWith without deleting released workspaces.
-func (p *Provider) Cleanup(ctx context.Context, dryRun bool) ([]CleanupDecision, error) {
-	return p.CleanupWith(ctx, CleanupRequest{DryRun: dryRun})
-}
-
-// CleanupWith stops or deletes workspaces whose local claim expired (idle +
+// Cleanup stops or deletes workspaces whose local claim expired (idle +
 // 12h) and is not kept, using the release action recorded in the claim
 // (spec §9.11). With DeleteReleased it also deletes workspaces crabbox
 // released (by stopping) at least ReleasedOlderThan ago; only a workspace
@@ -179,7 +109,7 @@ func (p *Provider) Cleanup(ctx context.Context, dryRun bool) ([]CleanupDecision,
 // listing is ever deleted. A released record whose workspace is gone or was
 // recreated (ID differs) is dropped, never acted on. Unclaimed workspaces
 // are never touched. With DryRun nothing is mutated.
-func (p *Provider) CleanupWith(ctx context.Context, req CleanupRequest) ([]CleanupDecision, error) {
+func (p *Provider) Cleanup(ctx context.Context, req CleanupRequest) ([]CleanupDecision, error) {
 	s, cs, err := p.claimedInventory(ctx)
 	if err != nil {
 		return nil, err

@@ -18,7 +18,7 @@ func resolveAndRelease(h *harness, ident string) (*Lease, ReleaseResult, error) 
 	if err != nil {
 		return nil, ReleaseResult{}, err
 	}
-	res, err := h.p.Release(context.Background(), l)
+	res, err := h.p.Release(context.Background(), l, ReleaseRequest{})
 	return l, res, err
 }
 
@@ -195,7 +195,7 @@ func TestReleaseMissingWorkspace(t *testing.T) {
 				l.Labels["coder_workspace"] != bareName(ref) || l.Labels["lease"] != tc.claim.LeaseID || l.Labels["state"] != StateMissing {
 				t.Errorf("lease = state %q id %q ref %q labels %v", l.State, l.ID, l.Ref, l.Labels)
 			}
-			res, err := h.p.Release(context.Background(), l)
+			res, err := h.p.Release(context.Background(), l, ReleaseRequest{})
 			if err != nil || res.Skipped == "" {
 				t.Fatalf("Release: %+v %v", res, err)
 			}
@@ -231,15 +231,15 @@ func TestReleaseHandBuiltLeases(t *testing.T) {
 	h := newHarness(t, nil)
 	h.fake.On("coder stop", execx.Reply{})
 	// No claim at all.
-	_, err := h.p.Release(context.Background(), &Lease{ID: blueID, Ref: blueRef, State: StateReady})
+	_, err := h.p.Release(context.Background(), &Lease{ID: blueID, Ref: blueRef, State: StateReady}, ReleaseRequest{})
 	wantExit(t, err, exitcode.Usage, "refusing")
 	// Claim bound to another workspace ID.
 	c := coderClaim(blueID, "blue-lobster", blueRef, "ws-old")
-	_, err = h.p.Release(context.Background(), &Lease{ID: blueID, Ref: blueRef, WorkspaceID: "ws-new", State: StateReady, Claim: &c})
+	_, err = h.p.Release(context.Background(), &Lease{ID: blueID, Ref: blueRef, WorkspaceID: "ws-new", State: StateReady, Claim: &c}, ReleaseRequest{})
 	wantExit(t, err, exitcode.Usage, "refusing", "ws-old", "ws-new")
 	// No workspace name.
 	c.WorkspaceID = ""
-	_, err = h.p.Release(context.Background(), &Lease{ID: blueID, State: StateReady, Claim: &c})
+	_, err = h.p.Release(context.Background(), &Lease{ID: blueID, State: StateReady, Claim: &c}, ReleaseRequest{})
 	wantExit(t, err, exitcode.Usage, "requires a workspace name")
 	if got := h.argvs(); len(got) != 0 {
 		t.Errorf("calls = %q", got)
@@ -274,7 +274,7 @@ func TestReleaseCLIMissingIsNotWorkspaceGone(t *testing.T) {
 			h.claim(expired(coderClaim(blueID, "blue-lobster", blueRef, "ws1")))
 			h.whoami().list(readyRow("alice", blueName, "ws1"))
 			h.fake.On("coder stop", reply)
-			ds, err := h.p.Cleanup(context.Background(), false)
+			ds, err := h.p.Cleanup(context.Background(), CleanupRequest{DryRun: false})
 			if err == nil || len(ds) != 1 || ds[0].Done {
 				t.Fatalf("Cleanup = %+v, %v; want an error", ds, err)
 			}

@@ -12,35 +12,6 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/lease"
 )
 
-// Mode says what a resolve may do.
-type Mode int
-
-const (
-	// StatusOnly never mutates anything (status, inspect).
-	StatusOnly Mode = iota
-	// ReleaseOnly resolves for stop: no start, no SSH; a claimed workspace
-	// that is gone resolves to a "missing" lease so its claim can go.
-	ReleaseOnly
-	// Prepare starts a stopped workspace, waits for SSH and claims it for
-	// the repo (ssh, run --id).
-	Prepare
-)
-
-// ResolveRequest names a lease by lease ID, slug, workspace name or
-// owner/name.
-type ResolveRequest struct {
-	Ident    string
-	Mode     Mode
-	RepoRoot string // Prepare: the repo to claim for
-	Reclaim  bool
-	Ready    ReadyFunc // Prepare: SSH readiness wait
-	// Open, when set, is used instead of Ready for the speculative tunnel
-	// of a lease whose claim says it is ready (e.g. open the tunnel without
-	// a separate ready-check round trip). It is kept only when the listing
-	// confirms the workspace is ready.
-	Open ReadyFunc
-}
-
 // Resolve finds the workspace for req.Ident (spec §9.8 with D4/D6).
 func (p *Provider) Resolve(ctx context.Context, req ResolveRequest) (*Lease, error) {
 	ident := strings.TrimSpace(req.Ident)

@@ -58,10 +58,10 @@ func TestNoTokenOnArgv(t *testing.T) {
 	if _, err := h.p.List(ctx, true); err != nil {
 		t.Fatalf("List: %v", err)
 	}
-	if _, err := h.p.Release(ctx, l2); err != nil {
+	if _, err := h.p.Release(ctx, l2, ReleaseRequest{}); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
-	if _, err := h.p.Cleanup(ctx, false); err != nil {
+	if _, err := h.p.Cleanup(ctx, CleanupRequest{DryRun: false}); err != nil {
 		t.Fatalf("Cleanup: %v", err)
 	}
 	// A claimed, stopped workspace resolved for a run is started.

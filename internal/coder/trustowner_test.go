@@ -85,7 +85,7 @@ func TestReleaseOtherRepoNeedsReclaim(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = h.p.ReleaseFor(context.Background(), l, ReleaseRequest{RepoRoot: "/src/other", Reclaim: reclaim})
+		_, err = h.p.Release(context.Background(), l, ReleaseRequest{RepoRoot: "/src/other", Reclaim: reclaim})
 		if !reclaim {
 			wantExit(t, err, exitcode.Usage, "claimed by repo /src/app", "crabbox stop --reclaim "+blueID, "nothing was changed")
 			assertNoStopOrDelete(t, h.argvs())
@@ -286,7 +286,7 @@ func TestCleanupReleased(t *testing.T) {
 				h.list()
 			}
 			h.fake.On("coder delete", execx.Reply{})
-			ds, err := h.p.CleanupWith(context.Background(), tc.req)
+			ds, err := h.p.Cleanup(context.Background(), tc.req)
 			if err != nil {
 				t.Fatal(err)
 			}
