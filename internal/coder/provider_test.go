@@ -387,8 +387,11 @@ func TestProviderInventoryFailures(t *testing.T) {
 			_, err := p.Resolve(context.Background(), ResolveRequest{Ident: blueID, Mode: ReleaseOnly})
 			return err
 		},
-		"cleanup": func(p *Provider) error { _, err := p.Cleanup(context.Background(), CleanupRequest{DryRun: false}); return err },
-		"list":    func(p *Provider) error { _, err := p.List(context.Background(), false); return err },
+		"cleanup": func(p *Provider) error {
+			_, err := p.Cleanup(context.Background(), CleanupRequest{DryRun: false})
+			return err
+		},
+		"list": func(p *Provider) error { _, err := p.List(context.Background(), false); return err },
 	}
 	for name, flow := range flows {
 		for _, tc := range []struct {
