@@ -17,4 +17,12 @@ type Target struct {
 	ReadyCheck string
 	// WorkRoot is the remote base directory for work dirs.
 	WorkRoot string
+	// IdentityFile, when set, is the only key offered (-i <file> -o
+	// IdentitiesOnly=yes); proxy targets (Coder) authenticate in the proxy
+	// and leave it empty.
+	IdentityFile string
+	// StrictHostKeys refuses a host whose key is not already in
+	// KnownHostsFile (StrictHostKeyChecking=yes); otherwise a first key is
+	// recorded there (accept-new) and a changed one is still refused.
+	StrictHostKeys bool
 }

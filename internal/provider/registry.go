@@ -10,6 +10,7 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/claims"
 	"github.com/crabbox-dev/crabbox/internal/config"
 	"github.com/crabbox-dev/crabbox/internal/execx"
+	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
 // Deps is what a provider is built from: the resolved configuration and
@@ -23,6 +24,10 @@ type Deps struct {
 	Env       func(string) (string, bool)
 	Now       func() time.Time
 	Events    func(Event)
+	// Tunnels is the process's pool of ssh sessions (shared with the
+	// command that built the provider), for providers that talk to a
+	// machine themselves (the SSH provider's owner checks and doctor).
+	Tunnels *sshx.Pool
 	// Cached allows answers cached across processes (e.g. Coder's whoami);
 	// doctor turns it off to ask for real.
 	Cached bool

@@ -35,10 +35,11 @@ type Options struct {
 //	-o ForwardAgent=no -o ForwardX11=no -o ForwardX11Trusted=no
 //	-o BatchMode=yes -o ConnectTimeout=N -o ConnectionAttempts=N
 //	-o ServerAliveInterval=15 -o ServerAliveCountMax=2 -p <port>
-//	-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=<file>
-//	[-o ControlPath=<p>] [-o ProxyCommand=<cmd>] -o LogLevel=ERROR
+//	-o StrictHostKeyChecking=accept-new|yes -o UserKnownHostsFile=<file>
+//	[-o IdentityFile=<key> -o IdentitiesOnly=yes] [-o ControlPath=<p>] [-o ProxyCommand=<cmd>] -o LogLevel=ERROR
 //
-// No identity is passed: proxy targets (Coder) authenticate in the proxy.
+// Proxy targets (Coder) authenticate in the proxy and pass no identity;
+// direct targets (SSH hosts) may name one key.
 // LogLevel=ERROR hides the "Permanently added ... to the list of known
 // hosts" notice.
 //
@@ -57,6 +58,10 @@ func BaseArgs(t lease.Target, o Options) []string {
 		attempts = DefaultConnectionAttempts
 	}
 	known := "none"
+	strict := "accept-new"
+	if t.StrictHostKeys {
+		strict = "yes"
+	}
 	if t.KnownHostsFile != "" {
 		known = configPath(t.KnownHostsFile)
 	}
@@ -70,8 +75,11 @@ func BaseArgs(t lease.Target, o Options) []string {
 		"-o", "ServerAliveInterval=15",
 		"-o", "ServerAliveCountMax=2",
 		"-p", strconv.Itoa(port(t)),
-		"-o", "StrictHostKeyChecking=accept-new",
+		"-o", "StrictHostKeyChecking=" + strict,
 		"-o", "UserKnownHostsFile=" + known,
+	}
+	if t.IdentityFile != "" {
+		args = append(args, "-o", "IdentityFile="+configPath(t.IdentityFile), "-o", "IdentitiesOnly=yes")
 	}
 	if o.ControlPath != "" {
 		args = append(args, "-o", "ControlPath="+o.ControlPath)
