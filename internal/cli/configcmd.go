@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/crabbox-dev/crabbox/internal/config"
+	"github.com/crabbox-dev/crabbox/internal/runs"
 	"github.com/crabbox-dev/crabbox/internal/trust"
 )
 
@@ -121,7 +122,7 @@ came from: default < user < repo < env < flag.`,
 				fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Key, v, src)
 			}
 			for _, ig := range cfg.Ignored {
-				fmt.Fprintf(tw, "%s\t%s\tignored: repo (%s) is not trusted; run %s\n", ig.Key, histEscape(ig.Value), ig.File, config.TrustCommand)
+				fmt.Fprintf(tw, "%s\t%s\tignored: repo (%s) is not trusted; run %s\n", ig.Key, runs.Escape(ig.Value), ig.File, config.TrustCommand)
 			}
 			return tw.Flush()
 		},

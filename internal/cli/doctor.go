@@ -53,7 +53,7 @@ EXIT STATUS
 				return err
 			}
 			defer lc.close()
-			out := doctorOutput{OK: true, Provider: "coder", Checks: []doctorCheck{}}
+			out := doctorOutput{OK: true, Provider: lc.provider.Name(), Checks: []doctorCheck{}}
 			for _, tool := range []string{"git", "ssh", "rsync"} {
 				c := doctorCheck{Check: tool}
 				if p, err := exec.LookPath(tool); err != nil {
@@ -68,7 +68,7 @@ EXIT STATUS
 			defer cancel()
 			rep := lc.provider.Doctor(ctx)
 			for _, c := range rep.Checks {
-				out.Checks = append(out.Checks, doctorCheck{Status: c.Status, Check: c.Name, Provider: "coder", Message: c.Message, Details: c.Details})
+				out.Checks = append(out.Checks, doctorCheck{Status: c.Status, Check: c.Name, Provider: lc.provider.Name(), Message: c.Message, Details: c.Details})
 			}
 			out.OK = out.OK && rep.OK
 			out.Summary = rep.Summary

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -121,7 +120,7 @@ func histLine(r runs.Record) string {
 	}
 	return fmt.Sprintf("%s %s %s %s exit=%s duration=%s started=%s command=%s",
 		r.ID, dash(r.LeaseID), dash(r.Slug), r.State, exit, duration,
-		r.StartedAt.UTC().Format(time.RFC3339), histCommand(r.Command, r.Shell))
+		r.StartedAt.UTC().Format(time.RFC3339), runs.CommandLine(r.Command, r.Shell))
 }
 
 // histDuration is "850ms" under a second, else rounded to 0.1 s
@@ -131,62 +130,6 @@ func histDuration(d time.Duration) string {
 		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
 	}
 	return d.Round(100 * time.Millisecond).String()
-}
-
-// histCommand renders a recorded command on one line: a --shell command
-// as given, argv words shell-quoted when needed; control characters are
-// escaped.
-func histCommand(argv []string, shell bool) string {
-	if len(argv) == 0 {
-		return "-"
-	}
-	var s string
-	if shell {
-		s = strings.Join(argv, " ")
-	} else {
-		words := make([]string, len(argv))
-		for i, w := range argv {
-			words[i] = histQuote(w)
-		}
-		s = strings.Join(words, " ")
-	}
-	return histEscape(s)
-}
-
-func histQuote(w string) string {
-	if w == "" {
-		return "''"
-	}
-	safe := true
-	for _, c := range w {
-		if !(unicode.IsLetter(c) || unicode.IsDigit(c) || strings.ContainsRune("-_./=:,+@%^", c)) {
-			safe = false
-			break
-		}
-	}
-	if safe {
-		return w
-	}
-	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
-}
-
-func histEscape(s string) string {
-	var b strings.Builder
-	for _, c := range s {
-		switch {
-		case c == '\n':
-			b.WriteString(`\n`)
-		case c == '\t':
-			b.WriteString(`\t`)
-		case c == '\r':
-			b.WriteString(`\r`)
-		case unicode.IsControl(c):
-			fmt.Fprintf(&b, `\x%02x`, c)
-		default:
-			b.WriteRune(c)
-		}
-	}
-	return b.String()
 }
 
 func newLogsCmd(f *Factory) *cobra.Command {
@@ -241,7 +184,7 @@ EXIT STATUS
 				fmt.Fprintf(f.IO.ErrOut, "note: output truncated: %d bytes written, the last %d kept\n", rec.LogBytes, runs.MaxLogBytes)
 			}
 			if rec.LogIncomplete {
-				fmt.Fprintln(f.IO.ErrOut, "note: "+logIncompleteNote(rec))
+				fmt.Fprintln(f.IO.ErrOut, "note: "+runs.LogIncompleteNote(rec))
 			}
 			if rec.State == runs.StateRunning {
 				fmt.Fprintf(f.IO.ErrOut, "note: run %s is still running\n", id)
@@ -253,20 +196,6 @@ EXIT STATUS
 	cmd.Flags().IntVar(&tail, "tail", 0, "Print only the last N lines (0: everything kept)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "Print JSON")
 	return cmd
-}
-
-// logIncompleteNote says that the end of a run's output is missing from
-// its log, why, and where it stops.
-func logIncompleteNote(rec *runs.Record) string {
-	why := rec.LogError
-	if why == "" {
-		why = "write error"
-	}
-	note := fmt.Sprintf("log incomplete: %s after %d bytes", why, rec.LogStoppedAt)
-	if lost := rec.LogBytes - rec.LogStoppedAt; lost > 0 {
-		note += fmt.Sprintf("; the remaining %d bytes of output were not kept", lost)
-	}
-	return note
 }
 
 func newResultsCmd(f *Factory) *cobra.Command {
@@ -345,5 +274,5 @@ func histFailedLine(fl results.Failure) string {
 	if msg == "" {
 		msg = fl.Kind
 	}
-	return "failed: " + histEscape(dash(fl.Suite)) + " " + histEscape(dash(name)) + " " + histEscape(dash(msg))
+	return "failed: " + runs.Escape(dash(fl.Suite)) + " " + runs.Escape(dash(name)) + " " + runs.Escape(dash(msg))
 }

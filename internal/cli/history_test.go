@@ -372,8 +372,8 @@ func TestHistCommand(t *testing.T) {
 		{[]string{"printf", "a\tb\x1b[31m"}, false, `printf 'a\tb\x1b[31m'`},
 		{[]string{"K=v", "./x.sh", "a,b", "@f", "%"}, false, "K=v ./x.sh a,b @f %"},
 	} {
-		if got := histCommand(tc.argv, tc.shell); got != tc.want {
-			t.Errorf("histCommand(%q, %v) = %q, want %q", tc.argv, tc.shell, got, tc.want)
+		if got := runs.CommandLine(tc.argv, tc.shell); got != tc.want {
+			t.Errorf("runs.CommandLine(%q, %v) = %q, want %q", tc.argv, tc.shell, got, tc.want)
 		}
 	}
 }

@@ -10,8 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/crabbox-dev/crabbox/internal/coder"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/owner"
+	"github.com/crabbox-dev/crabbox/internal/provider"
 	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
@@ -87,8 +88,8 @@ EXIT STATUS
 				return err
 			}
 			defer lc.close()
-			l, err := lc.provider.Resolve(cmd.Context(), coder.ResolveRequest{
-				Ident: ident, Mode: coder.Prepare, RepoRoot: lc.repoRoot, Reclaim: reclaim, Ready: lc.ready,
+			l, err := lc.provider.Resolve(cmd.Context(), provider.ResolveRequest{
+				Ident: ident, Mode: provider.Prepare, RepoRoot: lc.repoRoot, Reclaim: reclaim, Ready: lc.ready,
 			})
 			lc.endProgress(err)
 			if err != nil {
@@ -98,7 +99,7 @@ EXIT STATUS
 			if err != nil {
 				return err
 			}
-			if err := lc.claimOwner(cmd.Context(), sess, l, reclaim, func(ident string) string {
+			if err := lc.owner.Claim(cmd.Context(), sess, l, reclaim, func(ident string) string {
 				return "`crabbox ssh --reclaim " + ident + "`"
 			}); err != nil {
 				return err
@@ -149,25 +150,31 @@ EXIT STATUS
 				return err
 			}
 			defer lc.close()
-			l, err := lc.provider.Resolve(cmd.Context(), coder.ResolveRequest{Ident: ident, Mode: coder.ReleaseOnly})
+			l, err := lc.provider.Resolve(cmd.Context(), provider.ResolveRequest{Ident: ident, Mode: provider.ReleaseOnly})
 			if err != nil {
 				return err
 			}
-			drop, err := lc.stopOwnerGate(cmd.Context(), l, reclaim)
+			var remote owner.Remote
+			if l.Claim != nil && l.Ready && !reclaim {
+				if sess, err := lc.session(l); err == nil {
+					remote = sess
+				}
+			}
+			drop, err := lc.owner.StopGate(cmd.Context(), remote, l, reclaim)
 			if err != nil {
 				return err
 			}
 			if drop {
 				// Another machine owns the workspace now: only this
 				// machine's stale claim goes; the workspace is left alone.
-				if err := lc.provider.Claims.Remove(l.ID); err != nil {
+				if err := lc.claims.Remove(l.ID); err != nil {
 					return exitcode.New(exitcode.Failure, fmt.Errorf("removing the stale claim of lease %s: %w", l.ID, err))
 				}
 				fmt.Fprintf(f.IO.ErrOut, "lease %s belongs to another machine now: dropped this machine's stale claim; workspace %s was not stopped (`crabbox stop --reclaim %s` would stop it)\n", l.ID, l.Workspace, l.ID)
 				return nil
 			}
-			res, err := lc.provider.Release(cmd.Context(), l, coder.ReleaseRequest{RepoRoot: lc.repoRoot, Reclaim: reclaim})
-			var kept *coder.ClaimKeptError
+			res, err := lc.provider.Release(cmd.Context(), l, provider.ReleaseRequest{RepoRoot: lc.repoRoot, Reclaim: reclaim})
+			var kept *provider.ClaimKeptError
 			if errors.As(err, &kept) {
 				return exitcode.New(exitcode.Code(err), claimKeptMessage(l, kept))
 			}
@@ -180,10 +187,10 @@ EXIT STATUS
 				return exitcode.New(exitcode.Code(err), fmt.Errorf("%w\nlease %s was not released; its claim is kept: retry with `crabbox stop %s`", err, l.ID, l.ID))
 			}
 			verb := "stopped"
-			if res.Action == coder.ActionDelete {
+			if res.Action == provider.ActionDelete {
 				verb = "deleted"
 			}
-			msg := fmt.Sprintf("%s coder workspace lease=%s workspace=%s", verb, l.ID, l.Workspace)
+			msg := fmt.Sprintf("%s %s workspace lease=%s workspace=%s", verb, l.Provider, l.ID, l.Workspace)
 			switch {
 			case res.Skipped != "" && l.Claim == nil:
 				msg = fmt.Sprintf("released lease=%s workspace=%s (%s; already released)", l.ID, l.Workspace, res.Skipped)
@@ -203,13 +210,13 @@ EXIT STATUS
 // claimKeptMessage says truthfully what a release that could not remove
 // its claim did: Coder's part is done, only the claim file is left, and
 // how to remove it.
-func claimKeptMessage(l *coder.Lease, kept *coder.ClaimKeptError) error {
-	what := "stopped coder workspace"
+func claimKeptMessage(l *provider.Lease, kept *provider.ClaimKeptError) error {
+	what := "stopped " + l.Provider + " workspace"
 	switch {
 	case kept.Result.Skipped != "":
 		what = "nothing to do in Coder (" + kept.Result.Skipped + ") for workspace"
-	case kept.Result.Action == coder.ActionDelete:
-		what = "deleted coder workspace"
+	case kept.Result.Action == provider.ActionDelete:
+		what = "deleted " + l.Provider + " workspace"
 	}
 	return fmt.Errorf("%s %s (lease %s), but its local claim could not be removed: %v\n"+
 		"the workspace needs nothing more; only the claim file %s is left. "+
@@ -243,7 +250,7 @@ stderr: skip coder workspace=<name> reason=<reason>`,
 				return err
 			}
 			defer lc.close()
-			req := coder.CleanupRequest{DryRun: dryRun}
+			req := provider.CleanupRequest{DryRun: dryRun}
 			if cmd.Flags().Changed("released-older-than") {
 				age, err := parseAge(releasedOlderThan)
 				if err != nil {
@@ -254,15 +261,15 @@ stderr: skip coder workspace=<name> reason=<reason>`,
 			decisions, err := lc.provider.Cleanup(cmd.Context(), req)
 			for _, d := range decisions {
 				if d.Action == "" {
-					fmt.Fprintf(f.IO.ErrOut, "skip coder workspace=%s reason=%s\n", d.Workspace, d.Reason)
+					fmt.Fprintf(f.IO.ErrOut, "skip %s workspace=%s reason=%s\n", lc.provider.Name(), d.Workspace, d.Reason)
 					continue
 				}
 				if !dryRun && !d.Done {
 					continue
 				}
-				fmt.Fprintf(f.IO.Out, "coder cleanup %s workspace=%s lease=%s reason=%s dry_run=%t\n", d.Action, d.Workspace, dash(d.LeaseID), d.Reason, dryRun)
+				fmt.Fprintf(f.IO.Out, "%s cleanup %s workspace=%s lease=%s reason=%s dry_run=%t\n", lc.provider.Name(), d.Action, d.Workspace, dash(d.LeaseID), d.Reason, dryRun)
 			}
-			var kept *coder.ClaimKeptError
+			var kept *provider.ClaimKeptError
 			if errors.As(err, &kept) {
 				return exitcode.New(exitcode.Code(err), fmt.Errorf("cleanup: %s workspace for lease %s done, but its local claim could not be removed: %v\n"+
 					"the sweep stopped there; the remaining expired leases were not touched. Once %s is writable again, run `crabbox cleanup`",

@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/crabbox-dev/crabbox/internal/coder"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/provider"
 )
 
 // Status polling (spec §2 status --wait).
@@ -78,7 +78,7 @@ func (lc *leaseCtx) statusView(ctx context.Context, ident string, o *statusOptio
 	deadline := lc.f.Now().Add(o.waitTimeout)
 	var p interface{ Done(error) time.Duration }
 	for {
-		l, err := lc.provider.Resolve(ctx, coder.ResolveRequest{Ident: ident, Mode: coder.StatusOnly})
+		l, err := lc.provider.Resolve(ctx, provider.ResolveRequest{Ident: ident, Mode: provider.StatusOnly})
 		if err != nil {
 			if p != nil {
 				p.Done(err)
@@ -88,7 +88,7 @@ func (lc *leaseCtx) statusView(ctx context.Context, ident string, o *statusOptio
 		ready := l.Ready && lc.probe(ctx, l, probeTimeout)
 		v := newLeaseView(l, ready, lc.f.Now())
 		if ready {
-			v.State = coder.StateReady
+			v.State = provider.StateReady
 		}
 		if !o.wait || ready {
 			if p != nil {

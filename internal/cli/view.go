@@ -7,7 +7,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/crabbox-dev/crabbox/internal/coder"
+	"github.com/crabbox-dev/crabbox/internal/provider"
 )
 
 // leaseView is the normalized JSON of one lease (D8): lowercase camelCase,
@@ -47,9 +47,9 @@ func rfc3339(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-func newLeaseView(l *coder.Lease, ready bool, now time.Time) leaseView {
+func newLeaseView(l *provider.Lease, ready bool, now time.Time) leaseView {
 	v := leaseView{
-		ID: l.ID, Slug: l.Slug, Provider: "coder", Target: "linux", State: l.State,
+		ID: l.ID, Slug: l.Slug, Provider: l.Provider, Target: "linux", State: l.State,
 		Ready: ready, HasHost: ready, Network: "public",
 		ServerID: l.Ref, ServerType: l.ServerType, Workspace: l.Workspace, WorkspaceRef: l.Ref,
 		WorkspaceID: l.WorkspaceID, Owner: l.Owner, Keep: l.Keep, Claimed: l.Claim != nil,

@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/crabbox-dev/crabbox/internal/coder"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/provider"
 )
 
 type warmupOptions struct {
@@ -59,9 +59,6 @@ EXIT STATUS
 
 func runWarmup(f *Factory, cmd *cobra.Command, o *warmupOptions) error {
 	start := f.Now()
-	if o.leaseID != "" {
-		return usageErr("provider=coder does not support fixed idempotent lease IDs (--lease-id)")
-	}
 	slug, err := slugFlag(cmd, o.slug)
 	if err != nil {
 		return err
@@ -71,13 +68,16 @@ func runWarmup(f *Factory, cmd *cobra.Command, o *warmupOptions) error {
 		return err
 	}
 	defer lc.close()
-	l, err := lc.provider.Acquire(cmd.Context(), coder.AcquireRequest{
+	if o.leaseID != "" {
+		return usageErr("provider=%s does not support fixed idempotent lease IDs (--lease-id)", lc.provider.Name())
+	}
+	l, err := lc.provider.Acquire(cmd.Context(), provider.AcquireRequest{
 		Slug: slug, Keep: o.keep, RepoRoot: lc.repoRoot, Reclaim: o.reclaim, Ready: lc.ready,
 	})
 	lc.endProgress(err)
 	total := f.Now().Sub(start)
 	if o.timingJSON {
-		writeTiming(f, l, total, exitcode.Code(err))
+		writeTiming(f, lc.provider.Name(), l, total, exitcode.Code(err))
 	}
 	if err != nil {
 		return err
@@ -87,7 +87,7 @@ func runWarmup(f *Factory, cmd *cobra.Command, o *warmupOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := lc.claimOwner(cmd.Context(), sess, l, o.reclaim, func(ident string) string {
+	if err := lc.owner.Claim(cmd.Context(), sess, l, o.reclaim, func(ident string) string {
 		return "`crabbox run --reclaim --id " + ident + " -- …`"
 	}); err != nil {
 		return err
@@ -96,15 +96,15 @@ func runWarmup(f *Factory, cmd *cobra.Command, o *warmupOptions) error {
 	if !l.ExpiresAt.IsZero() {
 		expires = rfc3339(l.ExpiresAt)
 	}
-	fmt.Fprintf(f.IO.Out, "leased %s slug=%s provider=coder server=%s type=%s ip=- idle_timeout=%s expires=%s workspace=%s\n",
-		l.ID, dash(l.Slug), l.Ref, l.ServerType, lc.cfg.IdleTimeout, expires, l.Workspace)
+	fmt.Fprintf(f.IO.Out, "leased %s slug=%s provider=%s server=%s type=%s ip=- idle_timeout=%s expires=%s workspace=%s\n",
+		l.ID, dash(l.Slug), l.Provider, l.Ref, l.ServerType, lc.cfg.IdleTimeout, expires, l.Workspace)
 	fmt.Fprintf(f.IO.Out, "ready ssh=%s@%s:%d network=public workroot=%s\n", l.Target.User, l.Target.Host, l.Target.Port, l.Target.WorkRoot)
 	fmt.Fprintf(f.IO.Out, "warmup complete total=%s\n", total.Round(time.Millisecond))
 	return nil
 }
 
-func writeTiming(f *Factory, l *coder.Lease, total time.Duration, code int) {
-	t := map[string]any{"provider": "coder", "totalMs": total.Milliseconds(), "exitCode": code}
+func writeTiming(f *Factory, name string, l *provider.Lease, total time.Duration, code int) {
+	t := map[string]any{"provider": name, "totalMs": total.Milliseconds(), "exitCode": code}
 	if l != nil {
 		t["leaseId"], t["slug"], t["workspace"] = l.ID, l.Slug, l.Ref
 	}

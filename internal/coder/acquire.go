@@ -109,6 +109,9 @@ func (p *Provider) Acquire(ctx context.Context, req AcquireRequest) (*Lease, err
 	}
 	l, _ := p.buildLease(nil, claim)
 	l.State, l.Labels["state"] = "provisioning", "provisioning"
+	if l.Template == "" {
+		l.Template = p.Settings.Template
+	}
 	p.emit(Event{Kind: EventProvisioning, Lease: l})
 
 	opts := CreateOptions{

@@ -17,6 +17,9 @@ const (
 	NotFound  = 5 // not found, ambiguous, timed out waiting
 	Sync      = 6 // sync failure
 	Transport = 7 // remote transport failure, release failure after a run
+	// Interrupted is 128+SIGINT: the run was interrupted (Ctrl-C, SIGTERM,
+	// SIGHUP).
+	Interrupted = 130
 )
 
 // Error is an error with an exit code.

@@ -232,3 +232,6 @@ type Provider interface {
 	// setting); nil when none.
 	ReleaseFlags(l *Lease) []string
 }
+
+// StateReady is the lease state of a machine that answers over SSH.
+const StateReady = "ready"

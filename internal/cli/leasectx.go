@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -12,35 +11,35 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/crabbox-dev/crabbox/internal/claims"
-	"github.com/crabbox-dev/crabbox/internal/coder"
 	"github.com/crabbox-dev/crabbox/internal/config"
 	"github.com/crabbox-dev/crabbox/internal/iostreams"
 	"github.com/crabbox-dev/crabbox/internal/lease"
+	"github.com/crabbox-dev/crabbox/internal/owner"
+	"github.com/crabbox-dev/crabbox/internal/provider"
 	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
-// Readiness budget for a workspace to answer over SSH (spec §7.4).
+// Readiness budget for a machine to answer over SSH.
 const readyTimeout = 20 * time.Minute
 
-// whoamiTTL bounds how long a cached `coder whoami` answer is reused for the
-// same Coder session.
-const whoamiTTL = 10 * time.Minute
-
 // leaseCtx is what a lease-addressing command works with: the config, the
-// Coder provider, and the process's SSH tunnels (one per workspace, D7).
+// provider, the local claims, the owner check and the process's SSH
+// tunnels (one per target, shared by every ssh and rsync).
 type leaseCtx struct {
 	f        *Factory
 	cfg      *config.Config
-	provider *coder.Provider
+	provider provider.Provider
 	repoRoot string
+	claims   *claims.Store
+	tunnels  *sshx.Pool
+	owner    *owner.Checker
 
 	mu       sync.Mutex
-	sessions map[string]*sshx.Session
 	progress *iostreams.Progress
 }
 
-// openLease loads config, checks the provider, and builds the Coder
-// provider. Callers must defer lc.close().
+// openLease loads config, checks the provider, and builds it. Callers
+// must defer lc.close().
 func (f *Factory) openLease(cmd *cobra.Command) (*leaseCtx, error) {
 	return f.openLeaseOpt(cmd, providerRequired, "")
 }
@@ -50,7 +49,7 @@ type providerFallback int
 
 const (
 	providerRequired  providerFallback = iota // usage error
-	providerAssumed                           // coder (doctor checks the one provider there is)
+	providerAssumed                           // coder (doctor checks the default provider)
 	providerFromLease                         // the provider of the claim matching the lease identifier
 	providerFromAll                           // the providers of the existing claims (list, cleanup)
 )
@@ -62,27 +61,29 @@ func (f *Factory) openLeaseOpt(cmd *cobra.Command, fallback providerFallback, id
 	if err != nil {
 		return nil, err
 	}
-	assumeCoder := fallback == providerAssumed
+	stateDir := config.StateDir(f.Env)
+	lc := &leaseCtx{f: f, cfg: cfg, claims: claims.New(stateDir), tunnels: sshx.NewPool(f.Runner, sshx.SessionOptions{})}
+	lc.owner = &owner.Checker{StateDir: stateDir, Claims: lc.claims, Now: f.Now,
+		Warn: func(msg string) { fmt.Fprintf(f.IO.ErrOut, "warning: %s\n", msg) }}
 	if cfg.Provider == "" {
 		switch fallback {
 		case providerAssumed:
 			cfg.Provider = "coder"
 		case providerFromLease, providerFromAll:
-			p, err := f.providerFromClaims(cfg, fallback == providerFromAll, ident)
+			p, err := lc.providerFromClaims(fallback == providerFromAll, ident)
 			if err != nil {
 				return nil, err
 			}
 			cfg.Provider = p
 		}
 	}
-	switch cfg.Provider {
-	case "coder":
-	case "":
-		return nil, usageErr("no provider selected; pass --provider coder, set CRABBOX_PROVIDER=coder, or put `provider: coder` in crabbox.yaml")
-	default:
-		return nil, usageErr("provider=%s is not supported by this command yet; use --provider coder", cfg.Provider)
+	if cfg.Provider == "" {
+		return nil, usageErr("no provider selected; pass --provider %s, set CRABBOX_PROVIDER, or put `provider: coder` in crabbox.yaml",
+			strings.Join(provider.Names(), "|"))
 	}
-	lc := &leaseCtx{f: f, cfg: cfg, sessions: map[string]*sshx.Session{}}
+	if provider.Canonical(cfg.Provider) == "" {
+		return nil, usageErr("provider=%s is not known; use one of: %s", cfg.Provider, strings.Join(provider.Names(), ", "))
+	}
 	lc.repoRoot = f.repoRoot(cmd.Context())
 	if lc.repoRoot == "" {
 		// Outside a git repo the claim binds to the working directory.
@@ -90,89 +91,47 @@ func (f *Factory) openLeaseOpt(cmd *cobra.Command, fallback providerFallback, id
 			lc.repoRoot = wd
 		}
 	}
-	client := &coder.Client{Runner: f.Runner, CLI: cfg.Coder.CLIPath}
-	if !assumeCoder { // doctor always asks Coder for real
-		home, _ := f.Env("HOME")
-		client.Cache = &coder.WhoAmICache{
-			Path: filepath.Join(config.StateDir(f.Env), "coder", "whoami.json"),
-			Key:  coder.SessionKey(f.Env, home),
-			TTL:  whoamiTTL,
-			Now:  f.Now,
-		}
-	}
-	// Coder's build output (terraform plan/apply, ~40 lines a build) is
-	// never streamed: crabbox prints its own progress lines (see event)
-	// and keeps the full output in a 0600 file per build, which a failed
-	// build's error names.
-	client.LogDir = filepath.Join(config.StateDir(f.Env), "coder", "logs")
-	lc.provider = &coder.Provider{
-		Client: client,
-		Claims: claims.New(config.StateDir(f.Env)),
-		Settings: coder.Settings{
-			CLI:                  cfg.Coder.CLIPath,
-			Template:             cfg.Coder.Template,
-			Preset:               cfg.Coder.Preset,
-			Prefix:               cfg.Coder.WorkspacePrefix,
-			WorkRoot:             cfg.Coder.WorkRoot,
-			Wait:                 cfg.Coder.Wait,
-			UseParameterDefaults: cfg.Coder.UseParameterDefaults,
-			Parameters:           cfg.Coder.Parameters,
-			RichParameterFile:    cfg.Coder.RichParameterFile,
-			DeleteOnRelease:      cfg.Coder.DeleteOnRelease,
-			ReleaseOverride:      releaseOverride(cfg),
-			IdleTimeout:          cfg.IdleTimeout,
-			TTL:                  cfg.TTL,
-		},
-		ConfigDir: config.ConfigDir(f.Env),
-		Now:       f.Now,
-		Events:    lc.event,
+	// doctor always asks the provider for real (no cached answers).
+	lc.provider, err = lc.newProvider(cfg.Provider, fallback != providerAssumed)
+	if err != nil {
+		return nil, usageErr("%v", err)
 	}
 	return lc, nil
 }
 
-// releaseOverride is the release action given on the command line
-// (--coder-delete-on-release[=false]); "" when the flag was not given. A
-// config value (user or repo file, env) never overrides the action a claim
-// recorded.
-func releaseOverride(cfg *config.Config) string {
-	if cfg.Source("coder.deleteOnRelease") != config.SourceFlag {
-		return ""
-	}
-	if cfg.Coder.DeleteOnRelease {
-		return coder.ActionDelete
-	}
-	return coder.ActionStop
-}
-
 // event renders provider events on stderr.
-func (lc *leaseCtx) event(e coder.Event) {
+func (lc *leaseCtx) event(e provider.Event) {
 	io := lc.f.IO
+	name := lc.cfg.Provider
+	if e.Lease != nil && e.Lease.Provider != "" {
+		name = e.Lease.Provider
+	}
 	switch e.Kind {
-	case coder.EventProvisioning:
+	case provider.EventProvisioning:
 		l := e.Lease
-		fmt.Fprintf(io.ErrOut, "provisioning provider=coder lease=%s slug=%s workspace=%s template=%s keep=%t\n",
-			l.ID, dash(l.Slug), l.Workspace, lc.cfg.Coder.Template, l.Keep)
+		fmt.Fprintf(io.ErrOut, "provisioning provider=%s lease=%s slug=%s workspace=%s template=%s keep=%t\n",
+			name, l.ID, dash(l.Slug), l.Workspace, dash(l.Template), l.Keep)
 		lc.startStep("creating workspace " + l.Workspace)
-	case coder.EventReusing:
+	case provider.EventReusing:
 		fmt.Fprintln(io.ErrOut, e.Message)
-	case coder.EventStarting:
-		fmt.Fprintf(io.ErrOut, "starting coder workspace %s (lease=%s)\n", e.Lease.Ref, e.Lease.ID)
+	case provider.EventStarting:
+		fmt.Fprintf(io.ErrOut, "starting %s workspace %s (lease=%s)\n", name, e.Lease.Ref, e.Lease.ID)
 		lc.startStep("starting workspace " + e.Lease.Workspace)
-	case coder.EventWaiting:
+	case provider.EventWaiting:
 		fmt.Fprintln(io.ErrOut, e.Message)
 		lc.startStep("waiting for the build of workspace " + e.Lease.Workspace)
-	case coder.EventReleasing:
+	case provider.EventReleasing:
 		verb := "stopping"
-		if e.Action == coder.ActionDelete {
+		if e.Action == provider.ActionDelete {
 			verb = "deleting"
 		}
 		lc.startStep(verb + " workspace " + e.Lease.Workspace)
-	case coder.EventDone:
+	case provider.EventDone:
 		lc.endProgress(e.Err)
-	case coder.EventRollback:
+	case provider.EventRollback:
 		lc.endProgress(fmt.Errorf("failed"))
 		fmt.Fprintln(io.ErrOut, e.Message)
-	case coder.EventWarning:
+	case provider.EventWarning:
 		fmt.Fprintf(io.ErrOut, "warning: %s\n", e.Message)
 	}
 }
@@ -186,8 +145,8 @@ func (lc *leaseCtx) startProgress(label string) {
 	lc.progress = lc.f.IO.StartProgress(label)
 }
 
-// startStep is startProgress for a workspace build: off a terminal its
-// start line is printed at once.
+// startStep is startProgress for a machine build: off a terminal its start
+// line is printed at once.
 func (lc *leaseCtx) startStep(label string) {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
@@ -206,25 +165,14 @@ func (lc *leaseCtx) endProgress(err error) {
 	}
 }
 
-// session returns the process's one SSH tunnel to l's workspace (D7).
-func (lc *leaseCtx) session(l *coder.Lease) (*sshx.Session, error) {
-	lc.mu.Lock()
-	defer lc.mu.Unlock()
-	key := l.Target.Host + "\x00" + l.Target.KnownHostsFile
-	if s, ok := lc.sessions[key]; ok {
-		return s, nil
-	}
-	if err := sshx.EnsureKnownHostsDir(l.Target); err != nil {
-		return nil, err
-	}
-	s := sshx.NewSession(lc.f.Runner, l.Target, sshx.SessionOptions{})
-	lc.sessions[key] = s
-	return s, nil
+// session returns the process's one SSH tunnel to l's machine.
+func (lc *leaseCtx) session(l *provider.Lease) (*sshx.Session, error) {
+	return lc.tunnels.Get(l.Target)
 }
 
-// ready is the coder.ReadyFunc: wait until the workspace answers the ready
-// check over the process's tunnel, showing what is awaited.
-func (lc *leaseCtx) ready(ctx context.Context, l *coder.Lease) error {
+// ready is the provider.ReadyFunc: wait until the machine answers the
+// ready check over the process's tunnel, showing what is awaited.
+func (lc *leaseCtx) ready(ctx context.Context, l *provider.Lease) error {
 	lc.endProgress(nil)
 	s, err := lc.session(l)
 	if err != nil {
@@ -242,9 +190,9 @@ func (lc *leaseCtx) ready(ctx context.Context, l *coder.Lease) error {
 	return err
 }
 
-// open is the coder ResolveRequest.Open hook: for a lease believed ready,
-// only open the process's tunnel (no separate ready-check round trip).
-func (lc *leaseCtx) open(ctx context.Context, l *coder.Lease) error {
+// open is the ResolveRequest.Open hook: for a lease believed ready, only
+// open the process's tunnel (no separate ready-check round trip).
+func (lc *leaseCtx) open(ctx context.Context, l *provider.Lease) error {
 	s, err := lc.session(l)
 	if err != nil {
 		return err
@@ -253,7 +201,7 @@ func (lc *leaseCtx) open(ctx context.Context, l *coder.Lease) error {
 }
 
 // probe runs one bounded ready check (status/inspect).
-func (lc *leaseCtx) probe(ctx context.Context, l *coder.Lease, timeout time.Duration) bool {
+func (lc *leaseCtx) probe(ctx context.Context, l *provider.Lease, timeout time.Duration) bool {
 	s, err := lc.session(l)
 	if err != nil {
 		return false
@@ -267,14 +215,9 @@ func (lc *leaseCtx) probe(ctx context.Context, l *coder.Lease, timeout time.Dura
 // close tears down every tunnel the process opened.
 func (lc *leaseCtx) close() {
 	lc.endProgress(nil)
-	lc.mu.Lock()
-	defer lc.mu.Unlock()
-	for _, s := range lc.sessions {
-		if err := s.Close(); err != nil {
-			fmt.Fprintf(lc.f.IO.ErrOut, "warning: closing ssh tunnel: %v\n", err)
-		}
+	if err := lc.tunnels.Close(); err != nil {
+		fmt.Fprintf(lc.f.IO.ErrOut, "warning: closing ssh tunnel: %v\n", err)
 	}
-	lc.sessions = map[string]*sshx.Session{}
 }
 
 func firstLine(s string) string {
@@ -305,29 +248,44 @@ func (f *Factory) openNamedLease(cmd *cobra.Command, id string, args []string) (
 // the claims matching ident (all claims with all). No matching claim
 // leaves the provider unselected (the caller's usage error follows);
 // claims naming different providers are a usage error naming them.
-func (f *Factory) providerFromClaims(cfg *config.Config, all bool, ident string) (string, error) {
-	list, _, err := claims.New(config.StateDir(f.Env)).List()
+func (lc *leaseCtx) providerFromClaims(all bool, ident string) (string, error) {
+	list, _, err := lc.claims.List()
 	if err != nil {
 		return "", nil // unreadable claims: same as none
 	}
 	seen := map[string]bool{}
+	built := map[string]provider.Provider{}
 	var names []string
 	for _, c := range list {
-		if c.Provider == "" || (!all && !coder.ClaimMatchesIdent(c, ident, cfg.Coder.WorkspacePrefix)) {
+		name := provider.Canonical(c.Provider)
+		if name == "" {
+			name = c.Provider // unknown here: named, never acted on
+		}
+		if name == "" {
 			continue
 		}
-		if !seen[c.Provider] {
-			seen[c.Provider] = true
-			names = append(names, c.Provider)
+		if !all {
+			p, ok := built[name]
+			if !ok {
+				p, _ = lc.newProvider(name, true)
+				built[name] = p
+			}
+			if p == nil || !p.ClaimMatches(c, ident) {
+				continue
+			}
+		}
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
 		}
 	}
 	if len(names) == 0 {
-		// A released workspace (no claim left) is still crabbox's.
-		recs, _ := claims.New(config.StateDir(f.Env)).ListReleased()
+		// A released machine (no claim left) is still crabbox's.
+		recs, _ := lc.claims.ListReleased()
 		for _, r := range recs {
 			if all || r.LeaseID == ident || strings.EqualFold(r.Workspace, ident) || strings.EqualFold(r.Ref, ident) ||
 				(lease.NormalizeSlug(ident) != "" && lease.NormalizeSlug(r.Slug) == lease.NormalizeSlug(ident)) {
-				return coder.ProviderName, nil
+				return releasedProvider(r), nil
 			}
 		}
 	}
@@ -339,6 +297,15 @@ func (f *Factory) providerFromClaims(cfg *config.Config, all bool, ident string)
 	}
 	sort.Strings(names)
 	return "", usageErr("no provider selected, and the local claims name several (%s); pass --provider", strings.Join(names, ", "))
+}
+
+// releasedProvider is the provider of a released record (only Coder
+// releases keep one).
+func releasedProvider(r claims.Released) string {
+	if p := provider.Canonical(r.Provider); p != "" {
+		return p
+	}
+	return "coder"
 }
 
 // slugFlag validates --slug when it was given ("" otherwise).

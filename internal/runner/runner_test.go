@@ -1,0 +1,322 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crabbox-dev/crabbox/internal/claims"
+	"github.com/crabbox-dev/crabbox/internal/execx"
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/lease"
+	"github.com/crabbox-dev/crabbox/internal/owner"
+	"github.com/crabbox-dev/crabbox/internal/provider"
+	"github.com/crabbox-dev/crabbox/internal/remotecmd"
+	"github.com/crabbox-dev/crabbox/internal/runs"
+	"github.com/crabbox-dev/crabbox/internal/sshx"
+)
+
+// loopback is the fake exec runner of these tests: it records every argv,
+// answers the ssh control-master calls, and runs each remote command
+// line with bash on this machine (the "workspace" is a temp dir), so the
+// real wrapper, owner and kill scripts run. Other programs (git) run for
+// real.
+type loopback struct {
+	mu    sync.Mutex
+	argvs []string
+	// transport, when set, makes ssh calls whose remote line contains it
+	// fail as a dropped tunnel (exit 255) after running the line.
+	transport string
+}
+
+func (lb *loopback) Run(ctx context.Context, c execx.Cmd) (execx.Result, error) {
+	lb.mu.Lock()
+	lb.argvs = append(lb.argvs, c.String())
+	lb.mu.Unlock()
+	if c.Name != "ssh" {
+		return execx.OS{}.Run(ctx, c)
+	}
+	i := slices.Index(c.Args, "--")
+	if i < 0 { // ssh -f -N (master) or ssh -O exit
+		return execx.Result{}, nil
+	}
+	remote := c.Args[i+1]
+	res, err := execx.OS{}.Run(ctx, execx.Cmd{Name: "bash", Args: []string{"-c", remote}, Stdin: c.Stdin,
+		Stdout: c.Stdout, Stderr: c.Stderr, Passthrough: c.Passthrough})
+	if lb.transport != "" && strings.Contains(remote, lb.transport) {
+		return execx.Result{ExitCode: 255}, &execx.ExitError{Cmd: "ssh", Code: 255, Output: "Connection reset"}
+	}
+	return res, err
+}
+
+func (lb *loopback) calls() []string {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	return append([]string(nil), lb.argvs...)
+}
+
+// fakeProvider hands out one lease whose work root is a temp dir.
+type fakeProvider struct {
+	mu         sync.Mutex
+	target     lease.Target
+	calls      []string
+	acquireErr error
+	releaseErr error
+}
+
+func (p *fakeProvider) record(s string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls = append(p.calls, s)
+}
+
+func (p *fakeProvider) lease() *provider.Lease {
+	return &provider.Lease{ID: "cbx_0123456789ab", Slug: "blue", Provider: "fake", Workspace: "ws", Ref: "me/ws",
+		Ready: true, State: provider.StateReady, Target: p.target}
+}
+
+func (p *fakeProvider) Name() string { return "fake" }
+func (p *fakeProvider) Acquire(ctx context.Context, req provider.AcquireRequest) (*provider.Lease, error) {
+	p.record("acquire slug=" + req.Slug)
+	if p.acquireErr != nil {
+		return nil, p.acquireErr
+	}
+	return p.lease(), nil
+}
+func (p *fakeProvider) Resolve(ctx context.Context, req provider.ResolveRequest) (*provider.Lease, error) {
+	p.record("resolve " + req.Ident)
+	return p.lease(), nil
+}
+func (p *fakeProvider) Release(ctx context.Context, l *provider.Lease, req provider.ReleaseRequest) (provider.ReleaseResult, error) {
+	p.record("release " + l.ID)
+	return provider.ReleaseResult{Action: provider.ActionStop}, p.releaseErr
+}
+func (p *fakeProvider) List(context.Context, bool) ([]*provider.Lease, error) { return nil, nil }
+func (p *fakeProvider) Cleanup(context.Context, provider.CleanupRequest) ([]provider.CleanupDecision, error) {
+	return nil, nil
+}
+func (p *fakeProvider) Doctor(context.Context) provider.DoctorReport {
+	return provider.DoctorReport{OK: true}
+}
+func (p *fakeProvider) ClaimMatches(claims.Claim, string) bool { return false }
+func (p *fakeProvider) ReleaseFlags(*provider.Lease) []string  { return []string{"--fake-flag"} }
+
+type harness struct {
+	lb      *loopback
+	prov    *fakeProvider
+	store   *runs.Store
+	deps    Deps
+	notes   *bytes.Buffer
+	out     *bytes.Buffer
+	errOut  *bytes.Buffer
+	repo    string
+	workDir string
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	state := t.TempDir()
+	work := t.TempDir()
+	lb := &loopback{}
+	prov := &fakeProvider{target: lease.Target{User: "u", Host: "ws.fake", KnownHostsFile: filepath.Join(t.TempDir(), "kh", "ws"),
+		WorkRoot: work, ReadyCheck: "true"}}
+	h := &harness{lb: lb, prov: prov, store: runs.New(state), notes: &bytes.Buffer{}, out: &bytes.Buffer{}, errOut: &bytes.Buffer{},
+		repo: t.TempDir(), workDir: work}
+	pool := sshx.NewPool(lb, sshx.SessionOptions{TempDir: t.TempDir()})
+	t.Cleanup(func() { pool.Close() })
+	h.deps = Deps{Provider: prov, Tunnels: pool, Runner: lb, Runs: h.store, StateDir: state, Notes: h.notes,
+		Owner: &owner.Checker{StateDir: state, Claims: claims.New(state), Now: time.Now, Warn: func(string) {}}}
+	return h
+}
+
+func (h *harness) spec(argv ...string) Spec {
+	return Spec{RepoRoot: h.repo, Argv: argv, NoSync: true, Env: map[string]string{"FOO": "bar"}, Stdout: h.out, Stderr: h.errOut}
+}
+
+func TestRunPassesExitCodesAndReleasesFreshLeases(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		argv        []string
+		ident       string
+		wantExit    int
+		wantRelease bool
+		wantState   string
+	}{
+		{"fresh success", []string{"true"}, "", 0, true, "succeeded"},
+		{"fresh failure", []string{"sh", "-c", "exit 3"}, "", 3, true, "failed"},
+		{"own 255", []string{"sh", "-c", "exit 255"}, "", 255, true, "failed"},
+		{"reused lease kept", []string{"true"}, "blue", 0, false, "succeeded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			s := h.spec(tc.argv...)
+			s.Ident = tc.ident
+			out, err := Run(context.Background(), h.deps, s)
+			if out.Exit != tc.wantExit || exitcode.Code(err) != tc.wantExit || out.State != tc.wantState {
+				t.Fatalf("exit %d (err %v, code %d) state %s; want %d %s\nnotes:\n%s", out.Exit, err, exitcode.Code(err), out.State, tc.wantExit, tc.wantState, h.notes)
+			}
+			released := slices.Contains(h.prov.calls, "release cbx_0123456789ab")
+			if released != tc.wantRelease || out.Released != tc.wantRelease {
+				t.Errorf("released=%v (outcome %v), want %v; provider calls %q", released, out.Released, tc.wantRelease, h.prov.calls)
+			}
+			if want := "crabbox stop --provider fake --fake-flag --id blue"; out.StopCommand != want {
+				t.Errorf("stop command %q, want %q", out.StopCommand, want)
+			}
+			rec, err := h.store.Get(out.RunID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.State != tc.wantState || rec.ExitCode == nil || *rec.ExitCode != tc.wantExit || rec.LeaseID != "cbx_0123456789ab" || rec.Provider != "fake" {
+				t.Errorf("record %+v", rec)
+			}
+			if !strings.Contains(h.notes.String(), "provider=fake workspace=me/ws") {
+				t.Errorf("no run line in notes:\n%s", h.notes)
+			}
+		})
+	}
+}
+
+// The command really ran on the "workspace" with the forwarded and the
+// run's variables, in the workdir; the owner record was written first.
+func TestRunEnvironmentAndOwner(t *testing.T) {
+	h := newHarness(t)
+	out, err := Run(context.Background(), h.deps, h.spec("sh", "-c", `echo "$FOO $CRABBOX_LEASE_ID $CRABBOX_SLUG $CRABBOX_RUN_ID"; pwd`))
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, h.notes)
+	}
+	lines := strings.Split(strings.TrimSpace(h.out.String()), "\n")
+	if len(lines) != 2 || lines[0] != "bar cbx_0123456789ab blue "+out.RunID {
+		t.Fatalf("stdout %q", h.out)
+	}
+	if want := filepath.Join(h.workDir, "cbx_0123456789ab", filepath.Base(h.repo)); lines[1] != want {
+		t.Errorf("ran in %q, want %q", lines[1], want)
+	}
+	if _, err := os.Stat(filepath.Join(h.workDir, remotecmd.OwnerFile)); err != nil {
+		t.Errorf("owner record: %v", err)
+	}
+	log, _, _ := h.store.ReadLog(out.RunID, 0)
+	if !strings.Contains(log, "bar cbx_0123456789ab") {
+		t.Errorf("run log lacks the output: %q", log)
+	}
+}
+
+// Another machine's owner record refuses the run before anything runs,
+// and a refused fresh lease is still released.
+func TestRunRefusedByAnotherOwner(t *testing.T) {
+	h := newHarness(t)
+	rec := `{"machineId":"other-machine","leaseId":"cbx_999999999999","createdAt":"2026-01-01T00:00:00Z"}`
+	if err := os.WriteFile(filepath.Join(h.workDir, remotecmd.OwnerFile), []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(t.TempDir(), "ran")
+	s := h.spec("touch", marker)
+	s.Ident = "blue"
+	out, err := Run(context.Background(), h.deps, s)
+	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "other-machine") {
+		t.Fatalf("err %v (exit %d)", err, exitcode.Code(err))
+	}
+	if _, serr := os.Stat(marker); serr == nil {
+		t.Error("the command ran on a machine another state dir owns")
+	}
+	if out.State != "failed" {
+		t.Errorf("state %s", out.State)
+	}
+}
+
+// A failed acquisition runs nothing and releases nothing.
+func TestRunAcquireFailure(t *testing.T) {
+	h := newHarness(t)
+	h.prov.acquireErr = exitcode.Errorf(exitcode.NotFound, "no machine")
+	out, err := Run(context.Background(), h.deps, h.spec("true"))
+	if exitcode.Code(err) != exitcode.NotFound || out.Lease != nil || out.StopCommand != "" {
+		t.Fatalf("err %v outcome %+v", err, out)
+	}
+	if !slices.Equal(h.prov.calls, []string{"acquire slug="}) {
+		t.Errorf("provider calls %q", h.prov.calls)
+	}
+	for _, c := range h.lb.calls() {
+		if strings.HasPrefix(c, "ssh") {
+			t.Errorf("ssh ran after a failed acquire: %s", c)
+		}
+	}
+}
+
+// Cancelling the context stops the remote process group and records the
+// run as interrupted (exit 130); the fresh lease is released.
+func TestRunInterrupted(t *testing.T) {
+	h := newHarness(t)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var out Outcome
+	var err error
+	go func() {
+		defer close(done)
+		out, err = Run(ctx, h.deps, h.spec("sh", "-c", "echo $$ > "+pidFile+"; exec sleep 60"))
+	}()
+	var pid []byte
+	deadline := time.Now().Add(20 * time.Second)
+	for len(pid) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		pid, _ = os.ReadFile(pidFile)
+	}
+	if len(pid) == 0 {
+		t.Fatal("the command never started")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after the interrupt")
+	}
+	if exitcode.Code(err) != exitcode.Interrupted || out.State != "interrupted" || !out.Released {
+		t.Fatalf("err %v state %s released %v", err, out.State, out.Released)
+	}
+	if _, serr := os.Stat("/proc/" + strings.TrimSpace(string(pid))); serr == nil {
+		t.Errorf("remote command %s still running after the interrupt", strings.TrimSpace(string(pid)))
+	}
+	killed := false
+	for _, c := range h.lb.calls() {
+		killed = killed || strings.Contains(c, "kill -TERM")
+	}
+	if !killed {
+		t.Error("no kill script ran")
+	}
+}
+
+// A tunnel that drops mid-command (ssh 255, no exit file) is a transport
+// failure (exit 7) whose message names the next step; the remote command
+// is stopped.
+func TestRunTunnelDropped(t *testing.T) {
+	h := newHarness(t)
+	h.lb.transport = "exec bash -lc"
+	out, err := Run(context.Background(), h.deps, h.spec("true"))
+	if exitcode.Code(err) != exitcode.Transport || !strings.Contains(err.Error(), "crabbox status blue") {
+		t.Fatalf("err %v (exit %d)", err, exitcode.Code(err))
+	}
+	if out.State != "failed" || out.Exit != exitcode.Transport {
+		t.Errorf("outcome %+v", out)
+	}
+}
+
+// A failed release after a passing command is exit 7 and says so.
+func TestRunReleaseFailure(t *testing.T) {
+	h := newHarness(t)
+	h.prov.releaseErr = errors.New("coder stop: boom")
+	out, err := Run(context.Background(), h.deps, h.spec("true"))
+	if exitcode.Code(err) != exitcode.Transport || !strings.Contains(err.Error(), "lease cleanup failed") || out.Released {
+		t.Fatalf("err %v outcome released=%v", err, out.Released)
+	}
+	rec, _ := h.store.Get(out.RunID)
+	last := rec.Phases[len(rec.Phases)-1]
+	if last.Name != "release" || !strings.Contains(last.Error, "boom") {
+		t.Errorf("release phase %+v", last)
+	}
+}
