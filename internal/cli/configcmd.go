@@ -7,26 +7,38 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/crabbox-dev/crabbox/internal/config"
 	"github.com/crabbox-dev/crabbox/internal/runs"
 	"github.com/crabbox-dev/crabbox/internal/trust"
 )
 
-// addConfigFlags registers every configuration flag (--provider, --coder-*,
-// --idle-timeout, ...) on cmd. Only flags the user sets reach the config.
+// addConfigFlags registers the configuration flags (--provider, --coder-*,
+// --idle-timeout, run's --checksum, --junit, ...) cmd takes. Only flags the
+// user sets reach the config. A command that declares a flag of the same
+// name itself is a programming error (its value would never reach the
+// config): it panics, and the CLI's tests build every command.
 func addConfigFlags(cmd *cobra.Command) {
+	all := cmd.Name() == "show" // config show takes every flag, to show its effect
 	for _, fs := range config.FlagNames() {
-		if cmd.Flags().Lookup(fs.Name) != nil {
+		if !all && len(fs.On) > 0 && !slices.Contains(fs.On, cmd.Name()) {
 			continue
 		}
-		if fs.Kind == "bool" {
+		if cmd.Flags().Lookup(fs.Name) != nil {
+			panic(fmt.Sprintf("crabbox %s declares --%s, which is the config flag of %s", cmd.Name(), fs.Name, fs.Key))
+		}
+		switch fs.Kind {
+		case "bool":
 			cmd.Flags().Bool(fs.Name, false, fs.Usage)
-		} else {
+		case "list":
+			cmd.Flags().StringArray(fs.Name, nil, fs.Usage+" (repeatable, comma-separated)")
+		default:
 			cmd.Flags().String(fs.Name, "", fs.Usage)
 		}
 	}
@@ -36,7 +48,12 @@ func addConfigFlags(cmd *cobra.Command) {
 func (f *Factory) loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	flags := map[string]string{}
 	for _, fs := range config.FlagNames() {
-		if fl := cmd.Flags().Lookup(fs.Name); fl != nil && fl.Changed {
+		fl := cmd.Flags().Lookup(fs.Name)
+		switch {
+		case fl == nil || !fl.Changed:
+		case fs.Kind == "list":
+			flags[fs.Name] = strings.Join(fl.Value.(pflag.SliceValue).GetSlice(), ",")
+		default:
 			flags[fs.Name] = fl.Value.String()
 		}
 	}

@@ -25,14 +25,9 @@ type runOptions struct {
 	shell               bool
 	noSync, syncOnly    bool
 	fullResync          bool
-	checksum            bool
-	forceSyncLarge      bool
 	timingJSON          bool
 	allowEnv            []string
 	envProfiles         []string
-	junit               []string
-	resultsAuto         bool
-	failOnTestFailures  bool
 	argv                []string
 }
 
@@ -80,14 +75,9 @@ EXIT STATUS
 	fl.BoolVar(&o.syncOnly, "sync-only", false, "Sync and stop (no command)")
 	fl.BoolVar(&o.fullResync, "full-resync", false, "Wipe the remote workdir and sync everything")
 	fl.BoolVar(&o.fullResync, "fresh-sync", false, "Alias of --full-resync")
-	fl.BoolVar(&o.checksum, "checksum", false, "Compare file contents (rsync --checksum)")
-	fl.BoolVar(&o.forceSyncLarge, "force-sync-large", false, "Sync even past sync.failFiles/failBytes")
 	fl.BoolVar(&o.timingJSON, "timing-json", false, "Print a timing JSON object on stderr")
 	fl.StringArrayVar(&o.allowEnv, "allow-env", nil, "Forward this env var (NAME or PREFIX*; repeatable, comma-separated)")
 	fl.StringArrayVar(&o.envProfiles, "env-from-profile", nil, "Read KEY=value lines from this file (allowlisted names only; repeatable)")
-	fl.StringSliceVar(&o.junit, "junit", nil, "JUnit XML paths in the workdir to collect (comma-separated)")
-	fl.BoolVar(&o.resultsAuto, "results-auto", false, "Collect junit*.xml, TEST-*.xml, results.xml written by the command")
-	fl.BoolVar(&o.failOnTestFailures, "fail-on-test-failures", false, "Exit 1 when JUnit reports failures on an otherwise passing run")
 	addConfigFlags(cmd)
 	return cmd
 }
@@ -168,9 +158,7 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 		return err
 	}
 	cfg := lc.cfg
-	so := syncer.OptionsFrom(cfg)
-	so.Checksum = so.Checksum || o.checksum
-	so.AllowLarge = so.AllowLarge || o.forceSyncLarge
+	so := syncer.OptionsFrom(cfg) // --checksum and --force-sync-large are config flags
 	so.FullResync = o.fullResync
 	store := runs.New(config.StateDir(f.Env))
 	store.Now = f.Now // the record's start and end are total='s
@@ -182,9 +170,9 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 		Ident: o.id, Slug: slug, Keep: o.keep, KeepOnFailure: o.keepOnFailure, StopAfter: o.stopAfter,
 		FreshWorkspace: o.freshWorkspace, Reclaim: o.reclaim, RepoRoot: lc.repoRoot, Subdir: f.repoPrefix(cmd.Context()),
 		Argv: o.argv, Shell: o.shell, NoSync: o.noSync, SyncOnly: o.syncOnly, Sync: so, Env: vars,
-		JUnit:              append(append([]string{}, cfg.Results.JUnit...), o.junit...),
-		ResultsAuto:        o.resultsAuto || cfg.Results.Auto,
-		FailOnTestFailures: o.failOnTestFailures || cfg.Results.FailOnFailures,
+		JUnit:              cfg.Results.JUnit, // --junit, --results-auto and --fail-on-test-failures are config flags
+		ResultsAuto:        cfg.Results.Auto,
+		FailOnTestFailures: cfg.Results.FailOnFailures,
 		Stdout:             f.IO.Out, Stderr: f.IO.ErrOut,
 	})
 	renderRunSummary(f, o, out)

@@ -710,9 +710,15 @@ func TestNoTokenOrSessionNames(t *testing.T) {
 
 func TestFlagNames(t *testing.T) {
 	want := []string{
-		"class", "coder-cli", "coder-delete-on-release", "coder-parameter", "coder-preset",
+		"checksum", "class", "coder-cli", "coder-delete-on-release", "coder-parameter", "coder-preset",
 		"coder-rich-parameter-file", "coder-template", "coder-use-parameter-defaults", "coder-wait",
-		"coder-work-root", "coder-workspace-prefix", "idle-timeout", "provider", "target", "ttl", "type",
+		"coder-work-root", "coder-workspace-prefix", "fail-on-test-failures", "force-sync-large",
+		"idle-timeout", "junit", "provider", "results-auto", "target", "ttl", "type",
+	}
+	kinds := map[string]string{
+		"checksum": "bool", "coder-delete-on-release": "bool", "coder-use-parameter-defaults": "bool",
+		"fail-on-test-failures": "bool", "force-sync-large": "bool", "results-auto": "bool",
+		"coder-parameter": "list", "junit": "list",
 	}
 	var got []string
 	for _, fs := range FlagNames() {
@@ -720,9 +726,9 @@ func TestFlagNames(t *testing.T) {
 		if fs.Usage == "" || fs.Key == "" {
 			t.Errorf("flag %s: empty usage or key", fs.Name)
 		}
-		wantKind := "string"
-		if fs.Name == "coder-delete-on-release" || fs.Name == "coder-use-parameter-defaults" {
-			wantKind = "bool"
+		wantKind := kinds[fs.Name]
+		if wantKind == "" {
+			wantKind = "string"
 		}
 		if fs.Kind != wantKind {
 			t.Errorf("flag %s kind %q, want %q", fs.Name, fs.Kind, wantKind)

@@ -47,6 +47,9 @@ type KeySpec struct {
 	Default string   // default, as shown to users
 	Values  []string // accepted values for enums
 	Usage   string   // one-line description
+	// FlagOn names the commands that take the flag (nil: every command
+	// that addresses a lease).
+	FlagOn []string
 	// NeedsTrust marks a key that chooses what runs on this machine, what
 	// leaves it, or what is destroyed. A repo config file sets it only when
 	// the user trusted that file's exact content (crabbox config trust);
@@ -72,6 +75,9 @@ type keyDef struct {
 	// path expands a leading ~ with HOME from the Env.
 	path bool
 }
+
+// runOnly scopes a flag to `crabbox run`.
+var runOnly = []string{"run"}
 
 func str(v any) string        { return v.(string) }
 func boolean(v any) bool      { return v.(bool) }
@@ -201,7 +207,7 @@ var keyTable = []*keyDef{
 		def: true, set: func(c *Config, v any) { c.Sync.Delete = boolean(v) },
 	},
 	{
-		KeySpec: KeySpec{Key: "sync.checksum", Env: "CRABBOX_SYNC_CHECKSUM", Kind: KindBool, Default: "false",
+		KeySpec: KeySpec{Key: "sync.checksum", Env: "CRABBOX_SYNC_CHECKSUM", Flag: "checksum", FlagOn: runOnly, Kind: KindBool, Default: "false",
 			Usage: "Compare file contents (rsync --checksum) instead of size and time."},
 		def: false, set: func(c *Config, v any) { c.Sync.Checksum = boolean(v) },
 	},
@@ -246,7 +252,7 @@ var keyTable = []*keyDef{
 		def: int64(21474836480), set: func(c *Config, v any) { c.Sync.FailBytes = v.(int64) },
 	},
 	{
-		KeySpec: KeySpec{Key: "sync.allowLarge", Env: "CRABBOX_SYNC_ALLOW_LARGE", Kind: KindBool, Default: "false",
+		KeySpec: KeySpec{Key: "sync.allowLarge", Env: "CRABBOX_SYNC_ALLOW_LARGE", Flag: "force-sync-large", FlagOn: runOnly, Kind: KindBool, Default: "false",
 			Usage: "Allow syncs above the fail limits."},
 		def: false, set: func(c *Config, v any) { c.Sync.AllowLarge = boolean(v) },
 	},
@@ -270,17 +276,17 @@ var keyTable = []*keyDef{
 
 	// results:
 	{
-		KeySpec: KeySpec{Key: "results.junit", Env: "CRABBOX_RESULTS_JUNIT", Kind: KindList,
+		KeySpec: KeySpec{Key: "results.junit", Env: "CRABBOX_RESULTS_JUNIT", Flag: "junit", FlagOn: runOnly, Kind: KindList,
 			Usage: "JUnit XML paths (relative to the remote work dir) collected after a run."},
 		def: []string{}, check: checkPlainList, set: func(c *Config, v any) { c.Results.JUnit = list(v) },
 	},
 	{
-		KeySpec: KeySpec{Key: "results.auto", Env: "CRABBOX_RESULTS_AUTO", Kind: KindBool, Default: "false",
+		KeySpec: KeySpec{Key: "results.auto", Env: "CRABBOX_RESULTS_AUTO", Flag: "results-auto", FlagOn: runOnly, Kind: KindBool, Default: "false",
 			Usage: "Find fresh JUnit reports in the work dir after a run."},
 		def: false, set: func(c *Config, v any) { c.Results.Auto = boolean(v) },
 	},
 	{
-		KeySpec: KeySpec{Key: "results.failOnFailures", Env: "CRABBOX_RESULTS_FAIL_ON_FAILURES", Kind: KindBool, Default: "false",
+		KeySpec: KeySpec{Key: "results.failOnFailures", Env: "CRABBOX_RESULTS_FAIL_ON_FAILURES", Flag: "fail-on-test-failures", FlagOn: runOnly, Kind: KindBool, Default: "false",
 			Usage: "Turn a 0 exit into 1 when JUnit reports failures or errors."},
 		def: false, set: func(c *Config, v any) { c.Results.FailOnFailures = boolean(v) },
 	},
@@ -329,9 +335,10 @@ func Keys() []KeySpec {
 
 // FlagSpec describes one configuration flag for the CLI to register.
 type FlagSpec struct {
-	Name    string // without "--"
-	Key     string // configuration key it sets
-	Kind    string // "bool" or "string"
+	Name    string   // without "--"
+	Key     string   // configuration key it sets
+	Kind    string   // "bool", "list" (repeatable) or "string"
+	On      []string // commands that take it (nil: all)
 	Usage   string
 	Default string // default shown in help
 }
@@ -346,10 +353,13 @@ func FlagNames() []FlagSpec {
 			continue
 		}
 		kind := "string"
-		if d.Kind == KindBool {
+		switch d.Kind {
+		case KindBool:
 			kind = "bool"
+		case KindList:
+			kind = "list"
 		}
-		out = append(out, FlagSpec{Name: d.Flag, Key: d.Key, Kind: kind, Usage: d.Usage, Default: d.Default})
+		out = append(out, FlagSpec{Name: d.Flag, Key: d.Key, Kind: kind, On: d.FlagOn, Usage: d.Usage, Default: d.Default})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
