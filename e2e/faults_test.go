@@ -293,7 +293,7 @@ func TestFaultWarmupRelistFails(t *testing.T) {
 				t.Errorf("list fault not injected: %v", f.calls())
 			}
 			if keep {
-				wantStderr(t, r, "is kept (--keep)", "crabbox stop --provider coder --id "+id)
+				wantStderr(t, r, "is kept (--keep)", "crabbox stop --provider coder --target linux --coder-delete-on-release=false --id "+id)
 				if !w.hasClaim(id) {
 					t.Fatalf("claim %s dropped although the workspace is kept", id)
 				}
@@ -363,7 +363,7 @@ func TestFaultCreate(t *testing.T) {
 		id, ws := provisioned(t, w, r.stderr)
 		wantCode(t, r, 1, "warmup, create failed and the check list failed")
 		wantStderr(t, r, "could not check whether workspace "+ws+" exists", "the claim is kept",
-			"crabbox status "+id, "crabbox stop --provider coder --id "+ws)
+			"crabbox status "+id, "crabbox stop --provider coder --target linux --coder-delete-on-release=false --id "+ws)
 		if !w.hasClaim(id) {
 			t.Fatalf("claim dropped although crabbox could not tell whether %s exists", ws)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/claims"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/lease"
+	"github.com/crabbox-dev/crabbox/internal/provider"
 )
 
 // rollbackTimeout bounds the release that undoes a failed acquisition.
@@ -186,13 +187,13 @@ func (p *Provider) rollbackFailedCreate(ctx context.Context, req AcquireRequest,
 		// We cannot tell whether a workspace exists: keep the claim so
 		// `crabbox stop` can find it, and say so.
 		return fmt.Errorf("%w; could not check whether workspace %s exists (%v); the claim is kept: check with `crabbox status %s` and release with `%s`",
-			cause, bareName(ref), err, id, manualStop(p.Settings.DeleteOnRelease, bareName(ref)))
+			cause, bareName(ref), err, id, p.manualStop(bareName(ref)))
 	}
 	for _, w := range rows {
 		if strings.EqualFold(w.Name, bareName(ref)) {
 			if req.Keep {
 				p.recordRow(id, w)
-				return fmt.Errorf("%w; workspace %s exists and is kept (--keep); release it with `%s`", cause, w.Ref(), manualStop(p.Settings.DeleteOnRelease, id))
+				return fmt.Errorf("%w; workspace %s exists and is kept (--keep); release it with `%s`", cause, w.Ref(), p.manualStop(id))
 			}
 			// Bind the claim to the workspace first, so that if the
 			// release fails the kept claim names it exactly (D4).
@@ -226,7 +227,7 @@ func (p *Provider) recordRow(id string, w Workspace) {
 // rollback undoes an acquisition that failed after create, unless Keep.
 func (p *Provider) rollback(req AcquireRequest, id, ref string, cause error) error {
 	if req.Keep {
-		return fmt.Errorf("%w; workspace %s is kept (--keep); release it with `%s`", cause, ref, manualStop(p.Settings.DeleteOnRelease, id))
+		return fmt.Errorf("%w; workspace %s is kept (--keep); release it with `%s`", cause, ref, p.manualStop(id))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
 	defer cancel()
@@ -242,7 +243,7 @@ func (p *Provider) release(ctx context.Context, id, ref string, cause error) err
 	if err != nil && !IsNotFound(err) {
 		code := exitcode.Code(cause)
 		return exitcode.New(code, fmt.Errorf("%w; coder rollback %s failed for workspace %s; manual cleanup: %s: %v",
-			cause, action, bareName(ref), manualStop(p.Settings.DeleteOnRelease, bareName(ref)), err))
+			cause, action, bareName(ref), p.manualStop(bareName(ref)), err))
 	}
 	if rmErr := p.Claims.Remove(id); rmErr != nil {
 		p.warnf("removing claim %s: %v", id, rmErr)
@@ -251,11 +252,8 @@ func (p *Provider) release(ctx context.Context, id, ref string, cause error) err
 }
 
 // manualStop is the command that releases a lease by hand.
-func manualStop(deleteOnRelease bool, ident string) string {
-	if deleteOnRelease {
-		return "crabbox stop --provider coder --coder-delete-on-release --id " + ident
-	}
-	return "crabbox stop --provider coder --id " + ident
+func (p *Provider) manualStop(ident string) string {
+	return provider.StopCommand(p, ident)
 }
 
 // takeReleased picks the released workspace a new lease may start: the

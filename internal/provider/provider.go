@@ -9,6 +9,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/claims"
@@ -227,11 +228,21 @@ type Provider interface {
 	// ClaimMatches reports whether a local claim of this provider is named
 	// by ident (the lease ID, slug or one of the machine's names).
 	ClaimMatches(c claims.Claim, ident string) bool
-	// ReleaseFlags are the provider's flags a `crabbox stop` of l needs to
-	// repeat what this process would do (e.g. the delete-on-release
-	// setting); nil when none.
+	// ReleaseFlags are the provider's flags a `crabbox stop` needs to
+	// repeat what this process would do with l (e.g. the delete-on-release
+	// setting); l may be nil (a lease only known by name); nil when none.
 	ReleaseFlags(l *Lease) []string
 }
 
 // StateReady is the lease state of a machine that answers over SSH.
 const StateReady = "ready"
+
+// StopCommand is the one command that releases a lease by hand: `crabbox
+// stop` with the provider and the flags (ReleaseFlags) that make it release
+// the lease the way this process would. ident names the lease (its slug or
+// ID, or a machine name).
+func StopCommand(p Provider, ident string) string {
+	parts := []string{"crabbox", "stop", "--provider", p.Name()}
+	parts = append(parts, p.ReleaseFlags(nil)...)
+	return strings.Join(append(parts, "--id", ident), " ")
+}

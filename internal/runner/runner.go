@@ -405,7 +405,7 @@ func (r *run) finish(code int, runErr error) (Outcome, error) {
 		if err := r.rec.AddFinalPhase(phase); err != nil {
 			r.notef("warning: recording run %s: %v", r.runID, err)
 		}
-		out.StopCommand = StopCommand(d.Provider, r.lease)
+		out.StopCommand = provider.StopCommand(d.Provider, r.lease.Ident())
 		r.timing["stopCommand"] = out.StopCommand
 	}
 	out.Total = r.rec.Record().Duration().Truncate(time.Millisecond)
@@ -433,14 +433,6 @@ func (r *run) update(fn func(*runs.Record)) {
 	if err := r.rec.Update(fn); err != nil {
 		r.notef("warning: recording run %s: %v", r.runID, err)
 	}
-}
-
-// StopCommand is the one command that releases l by hand, with the
-// provider's flags that make it release l the way this process would.
-func StopCommand(p provider.Provider, l *provider.Lease) string {
-	parts := []string{"crabbox", "stop", "--provider", p.Name()}
-	parts = append(parts, p.ReleaseFlags(l)...)
-	return strings.Join(append(parts, "--id", l.Ident()), " ")
 }
 
 func dash(s string) string {
