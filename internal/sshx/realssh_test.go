@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/lease"
+	"github.com/crabbox-dev/crabbox/internal/testsshd"
 )
 
 // testSSHD is a private sshd on 127.0.0.1 for one test.
@@ -47,123 +47,11 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func findSSHD(t *testing.T) string {
-	for _, p := range []string{"/usr/sbin/sshd", "/usr/local/sbin/sshd", "/sbin/sshd"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("sshd"); err == nil {
-		return p
-	}
-	t.Fatal("sshd not found: the real-OpenSSH tests need openssh-server (Debian: apt-get install -y openssh-server)")
-	return ""
-}
-
-func keygen(t *testing.T, path string) {
-	t.Helper()
-	out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "crabbox-sshx-test", "-f", path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ssh-keygen: %v\n%s", err, out)
-	}
-}
-
-// startSSHD starts sshd -D on a free 127.0.0.1 port with temporary host
-// and client keys, and stops exactly that process when the test ends.
+// startSSHD starts a private sshd (internal/testsshd) for the test.
 func startSSHD(t *testing.T) *testSSHD {
 	t.Helper()
-	bin := findSSHD(t)
-	u, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if os.Geteuid() == 0 {
-		// sshd running as root insists on its privilege-separation dir.
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			t.Fatalf("sshd privilege separation dir: %v", err)
-		}
-	}
-	dir := t.TempDir()
-	hostKey, clientKey := filepath.Join(dir, "host_ed25519"), filepath.Join(dir, "id_ed25519")
-	keygen(t, hostKey)
-	keygen(t, clientKey)
-	pub, err := os.ReadFile(clientKey + ".pub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth := filepath.Join(dir, "authorized_keys")
-	if err := os.WriteFile(auth, pub, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	hostPub, err := os.ReadFile(hostKey + ".pub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cfg := filepath.Join(dir, "sshd_config")
-	conf := strings.Join([]string{
-		"HostKey " + hostKey,
-		"AuthorizedKeysFile " + auth,
-		"PidFile " + filepath.Join(dir, "sshd.pid"),
-		"PermitRootLogin yes",
-		"StrictModes no",
-		"UsePAM no",
-		"PubkeyAuthentication yes",
-		"PasswordAuthentication no",
-		"KbdInteractiveAuthentication no",
-		"AllowAgentForwarding no",
-		"X11Forwarding no",
-		"PrintMotd no",
-		"PrintLastLog no",
-		"LogLevel ERROR",
-		"",
-	}, "\n")
-	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var logs lockedBuffer
-	cmd := exec.Command(bin, "-D", "-e", "-f", cfg, "-p", strconv.Itoa(port), "-o", "ListenAddress=127.0.0.1")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting sshd: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill() // only the sshd we started, by its PID
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			t.Errorf("sshd pid %d did not exit", cmd.Process.Pid)
-		}
-		if t.Failed() {
-			t.Logf("sshd log:\n%s", logs.String())
-		}
-	})
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		select {
-		case <-exited:
-			t.Fatalf("sshd exited early:\n%s", logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sshd not listening on %s after 10s: %v\n%s", addr, err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return &testSSHD{addr: addr, key: clientKey, hostPub: strings.TrimSpace(string(hostPub)), user: u.Username}
+	s := testsshd.Start(t)
+	return &testSSHD{addr: s.Addr, key: s.Key, hostPub: s.HostPub, user: s.User}
 }
 
 // proxyTarget is a target that reaches d through the test binary acting as
@@ -469,5 +357,40 @@ func TestRealOpenSSHTransportFailure(t *testing.T) {
 	t.Logf("WaitReady error: %v", err)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRealOpenSSHChangedHostKey: a host whose key changed after it was
+// recorded is refused by Open with a HostKeyError (exit 7) that names the
+// new key's fingerprint and the known_hosts file.
+func TestRealOpenSSHChangedHostKey(t *testing.T) {
+	srv := testsshd.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kh := filepath.Join(t.TempDir(), "known_hosts.d", "host")
+	tg := lease.Target{User: srv.User, Host: srv.Host, Port: srv.Port, KnownHostsFile: kh, IdentityFile: srv.Key}
+	opts := SessionOptions{TempDir: t.TempDir(), ExtraArgs: []string{"-F", "none"}}
+	s := NewSession(execx.OS{}, tg, opts)
+	if code, err := s.Run(ctx, "true", nil, nil, nil); err != nil || code != 0 {
+		t.Fatalf("first Run = %d, %v", code, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart(t, true)
+	s2 := NewSession(execx.OS{}, tg, opts)
+	defer s2.Close()
+	err := s2.Open(ctx)
+	he := AsHostKeyError(err)
+	if he == nil || exitcode.Code(err) != exitcode.Transport || !he.Changed {
+		t.Fatalf("Open after the host key changed = %v (exit %d)", err, exitcode.Code(err))
+	}
+	if fp := srv.Fingerprint(t); he.Fingerprint != fp || !strings.Contains(err.Error(), fp) || !strings.Contains(err.Error(), kh) {
+		t.Fatalf("error %q lacks the new fingerprint %s or the file %s", err, fp, kh)
+	}
+	// WaitReady gives up at once: retrying cannot fix a host key.
+	start := time.Now()
+	if err := s2.WaitReady(ctx, 30*time.Second, nil); AsHostKeyError(err) == nil || time.Since(start) > 10*time.Second {
+		t.Fatalf("WaitReady = %v after %s", err, time.Since(start))
 	}
 }

@@ -171,7 +171,8 @@ func (s *Session) openLocked(ctx context.Context) error {
 			s.flushLog()
 			return cerr
 		}
-		detail := lastLines(s.readLog(from))
+		diag := s.readLog(from)
+		detail := lastLines(diag)
 		s.flushLog()
 		var te *execx.TimeoutError
 		var ee *execx.ExitError
@@ -184,7 +185,7 @@ func (s *Session) openLocked(ctx context.Context) error {
 		default:
 			detail = err.Error()
 		}
-		return exitcode.Errorf(exitcode.Transport, "ssh transport to %s failed: %s", s.t.Host, detail)
+		return transportError(s.t, detail, diag)
 	}
 	s.open, s.sockSeen = true, exists(s.sock)
 	return nil
@@ -270,7 +271,8 @@ func (s *Session) Run(ctx context.Context, remote string, stdin io.Reader, stdou
 	if cerr := ctx.Err(); cerr != nil {
 		return -1, cerr
 	}
-	detail := lastLines(tail.String())
+	diag := tail.String()
+	detail := lastLines(diag)
 	if ee == nil {
 		detail = joinDetail(err.Error(), detail)
 	}
@@ -283,7 +285,7 @@ func (s *Session) Run(ctx context.Context, remote string, stdin io.Reader, stdou
 	if detail == "" {
 		detail = "ssh exited 255"
 	}
-	return 255, exitcode.Errorf(exitcode.Transport, "ssh transport to %s failed: %s", s.t.Host, detail)
+	return 255, transportError(s.t, detail, diag)
 }
 
 // Output runs remote and returns its stdout. A non-zero exit is an
@@ -304,7 +306,8 @@ func (s *Session) Output(ctx context.Context, remote string) ([]byte, error) {
 // WaitReady opens the session and runs the target's ready check until it
 // succeeds or timeout passes (spec §8.3/8.4). After each failure it calls
 // progress (when non-nil) with the elapsed time and the failure, then waits
-// 2 s. Timing out is exit code 5.
+// 2 s. Timing out is exit code 5. A refused host key (HostKeyError) is
+// returned at once.
 func (s *Session) WaitReady(ctx context.Context, timeout time.Duration, progress func(elapsed time.Duration, lastErr error)) error {
 	check := s.t.ReadyCheck
 	if check == "" {
@@ -334,14 +337,21 @@ func (s *Session) WaitReady(ctx context.Context, timeout time.Duration, progress
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr
 		}
+		if AsHostKeyError(err) != nil {
+			return err // a refused host key does not fix itself: no retries
+		}
 		if wctx.Err() == nil || lastErr == nil {
 			lastErr = err // keep the real failure, not "context deadline exceeded"
 		}
 		elapsed := time.Since(start)
 		if wctx.Err() != nil || elapsed+s.retryDelay >= timeout {
+			next := "check the workspace agent with `coder list`"
+			if s.t.ProxyCommand == "" {
+				next = "check that the host is up and lets you in (`ssh -p " + fmt.Sprint(port(s.t)) + " " + Destination(s.t) + "`)"
+			}
 			return exitcode.Errorf(exitcode.NotFound,
-				"timed out waiting for SSH on %s after %s (last error: %v); next_action=check the workspace agent with `coder list`, then retry",
-				s.t.Host, timeout, lastErr)
+				"timed out waiting for SSH on %s after %s (last error: %v); next_action=%s, then retry",
+				s.t.Host, timeout, lastErr, next)
 		}
 		if progress != nil {
 			progress(elapsed, err)
