@@ -36,13 +36,14 @@ var RepoConfigFiles = []string{"crabbox.yaml", ".crabbox.yaml"}
 type Config struct {
 	Provider    string // "", "coder" or "ssh"
 	Target      string // linux, macos or windows
-	WorkRoot    string // generic remote work root; equals Coder.WorkRoot when Provider is coder
+	WorkRoot    string // generic remote work root; equals Coder.WorkRoot (SSH.WorkRoot) when Provider is coder (ssh)
 	IdleTimeout time.Duration
 	TTL         time.Duration
 	Class       string
 	Type        string // serverType
 
 	Coder   CoderConfig
+	SSH     SSHConfig
 	Sync    SyncConfig
 	Env     EnvConfig
 	Results ResultsConfig
@@ -340,6 +341,9 @@ func finish(d *keyDef, v any, env Env) (any, error) {
 	if d.path {
 		v = expandHome(str(v), env)
 	}
+	if d.Kind == KindHosts {
+		v = expandSSHHosts(sshHosts(v), env)
+	}
 	return v, nil
 }
 
@@ -388,6 +392,8 @@ func parseText(d *keyDef, raw string, yamlInt bool) (any, error) {
 			return nil, fmt.Errorf("must be true or false (got %q)", raw)
 		}
 		return b, nil
+	case KindHosts:
+		return parseSSHHostsText(raw, d.noneClears)
 	}
 	return nil, fmt.Errorf("unsupported kind %s", d.Kind)
 }
@@ -440,6 +446,30 @@ func (c *Config) resolve() error {
 		c.values["workRoot"] = cw
 	}
 
+	// The SSH work root follows the same rule: an explicit ssh.workRoot
+	// wins, else a non-default generic root, else DefaultSSHWorkRoot.
+	sw := c.values["ssh.workRoot"]
+	switch {
+	case str(generic.v) != DefaultWorkRoot && (sw.source == SourceDefault || str(sw.v) == ""):
+		if provider == "ssh" {
+			if err := checkNotTooBroad(str(generic.v)); err != nil {
+				return exitcode.Errorf(exitcode.Usage, "%s %v%s", generic.origin, err, fileSuffix(generic))
+			}
+		}
+		sw = generic
+	case str(sw.v) == "":
+		sw = value{v: DefaultSSHWorkRoot, source: sw.source, file: sw.file, origin: sw.origin}
+	}
+	c.values["ssh.workRoot"] = sw
+	if provider == "ssh" {
+		c.values["workRoot"] = sw
+	}
+
+	if provider == "ssh" {
+		if v := c.values["target"]; str(v.v) != "linux" {
+			return exitcode.Errorf(exitcode.Usage, "provider=ssh supports target=linux only (got target=%s from %s%s)", str(v.v), v.origin, fileSuffix(v))
+		}
+	}
 	if provider != "coder" {
 		return nil
 	}
@@ -514,6 +544,12 @@ func formatValue(v any) string {
 		return strconv.FormatInt(x, 10)
 	case []string:
 		return strings.Join(x, ",")
+	case []SSHHost:
+		parts := make([]string, len(x))
+		for i, h := range x {
+			parts[i] = h.String()
+		}
+		return strings.Join(parts, ",")
 	}
 	return fmt.Sprint(v)
 }

@@ -79,6 +79,7 @@ func TestDefaults(t *testing.T) {
 		IdleTimeout: 30 * time.Minute, TTL: 90 * time.Minute, Class: "beast", Type: "",
 		Coder: CoderConfig{CLIPath: "coder", WorkspacePrefix: "crabbox-", WorkRoot: "/home/coder/crabbox",
 			Wait: "yes", Parameters: []string{}},
+		SSH: SSHConfig{Hosts: []SSHHost{}, WorkRoot: "/var/tmp/crabbox"},
 		Sync: SyncConfig{Delete: true, GitSeed: true, Fingerprint: true, Timeout: 15 * time.Minute,
 			WarnFiles: 50000, WarnBytes: 5368709120, FailFiles: 150000, FailBytes: 21474836480, Exclude: []string{}},
 		Env:     EnvConfig{Allow: []string{"CI", "NODE_OPTIONS"}},
@@ -366,7 +367,7 @@ func TestWarnings(t *testing.T) {
 	for _, want := range []string{
 		user + `: unknown key "profile" (ignored)`,
 		user + `: unknown key "coder.token" (ignored)`,
-		user + `: unknown key "ssh" (ignored)`,
+		user + `: unknown key "ssh.user" (ignored)`,
 		"both idleTimeout and lease.idleTimeout are set; using lease.idleTimeout",
 		`CRABBOX_SYNC_DELETE="maybe" is not a boolean`,
 	} {
@@ -713,12 +714,13 @@ func TestFlagNames(t *testing.T) {
 		"checksum", "class", "coder-cli", "coder-delete-on-release", "coder-parameter", "coder-preset",
 		"coder-rich-parameter-file", "coder-template", "coder-use-parameter-defaults", "coder-wait",
 		"coder-work-root", "coder-workspace-prefix", "fail-on-test-failures", "force-sync-large",
-		"idle-timeout", "junit", "provider", "results-auto", "target", "ttl", "type",
+		"idle-timeout", "junit", "provider", "results-auto",
+		"ssh-clean-workdir", "ssh-host", "ssh-identity", "ssh-known-hosts", "ssh-work-root", "target", "ttl", "type",
 	}
 	kinds := map[string]string{
 		"checksum": "bool", "coder-delete-on-release": "bool", "coder-use-parameter-defaults": "bool",
-		"fail-on-test-failures": "bool", "force-sync-large": "bool", "results-auto": "bool",
-		"coder-parameter": "list", "junit": "list",
+		"fail-on-test-failures": "bool", "force-sync-large": "bool", "results-auto": "bool", "ssh-clean-workdir": "bool",
+		"coder-parameter": "list", "junit": "list", "ssh-host": "list",
 	}
 	var got []string
 	for _, fs := range FlagNames() {

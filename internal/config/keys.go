@@ -17,6 +17,9 @@ const (
 	KindInt64    Kind = "int64"
 	KindList     Kind = "list"
 	KindEnum     Kind = "enum"
+	// KindHosts is a list of SSH hosts: [user@]host[:port] strings (env,
+	// flags) or, in YAML, also mappings with per-host settings.
+	KindHosts Kind = "hosts"
 )
 
 // Defaults that other packages may need to compare against.
@@ -200,6 +203,40 @@ var keyTable = []*keyDef{
 		set: func(c *Config, v any) { c.Coder.DeleteOnRelease = boolean(v) },
 	},
 
+	// ssh:
+	{
+		KeySpec: KeySpec{Key: "ssh.hosts", Env: "CRABBOX_SSH_HOSTS", Flag: "ssh-host", Kind: KindHosts,
+			Usage: "SSH hosts crabbox may claim, as user@host[:port] (none clears).", NeedsTrust: true},
+		def: []SSHHost{}, check: checkSSHHosts, noneClears: true,
+		set: func(c *Config, v any) { c.SSH.Hosts = sshHosts(v) },
+	},
+	{
+		KeySpec: KeySpec{Key: "ssh.identityFile", Env: "CRABBOX_SSH_IDENTITY", Flag: "ssh-identity", Kind: KindString,
+			Usage: "Private key offered to SSH hosts without their own identityFile (~ is expanded; default: ssh's own choice).", NeedsTrust: true},
+		def: "", check: checkLocalPathValue, path: true,
+		set: func(c *Config, v any) { c.SSH.IdentityFile = str(v) },
+	},
+	{
+		KeySpec: KeySpec{Key: "ssh.knownHostsFile", Env: "CRABBOX_SSH_KNOWN_HOSTS", Flag: "ssh-known-hosts", Kind: KindString,
+			Usage: "known_hosts file that must already hold the SSH hosts' keys (strict checking; default: crabbox records each host's key on first use).", NeedsTrust: true},
+		def: "", check: checkLocalPathValue, path: true,
+		set: func(c *Config, v any) { c.SSH.KnownHostsFile = str(v) },
+	},
+	{
+		KeySpec: KeySpec{Key: "ssh.workRoot", Env: "CRABBOX_SSH_WORK_ROOT", Flag: "ssh-work-root", Kind: KindString,
+			Default: DefaultSSHWorkRoot,
+			Usage:   "Remote base directory for work dirs on SSH hosts without their own workRoot (also sets the generic work root).", NeedsTrust: true},
+		def: DefaultSSHWorkRoot, check: checkSSHWorkRoot, alsoSetsByFlag: "workRoot",
+		set: func(c *Config, v any) { c.SSH.WorkRoot = str(v) },
+	},
+	{
+		KeySpec: KeySpec{Key: "ssh.cleanWorkdir", Env: "CRABBOX_SSH_CLEAN_WORKDIR", Flag: "ssh-clean-workdir", Kind: KindBool,
+			Default: "false",
+			Usage:   "On release, also remove the lease's work dir (<workRoot>/<lease ID>) on the SSH host; the host itself is never touched.", NeedsTrust: true},
+		def: false,
+		set: func(c *Config, v any) { c.SSH.CleanWorkdir = boolean(v) },
+	},
+
 	// sync:
 	{
 		KeySpec: KeySpec{Key: "sync.delete", Env: "CRABBOX_SYNC_DELETE", Kind: KindBool, Default: "true",
@@ -356,7 +393,7 @@ func FlagNames() []FlagSpec {
 		switch d.Kind {
 		case KindBool:
 			kind = "bool"
-		case KindList:
+		case KindList, KindHosts:
 			kind = "list"
 		}
 		out = append(out, FlagSpec{Name: d.Flag, Key: d.Key, Kind: kind, On: d.FlagOn, Usage: d.Usage, Default: d.Default})

@@ -15,6 +15,7 @@ func TestTrustRequiringKeys(t *testing.T) {
 	want := map[string]bool{
 		"workRoot": true, "coder.cliPath": true, "coder.workRoot": true,
 		"coder.richParameterFile": true, "coder.deleteOnRelease": true, "env.allow": true,
+		"ssh.hosts": true, "ssh.identityFile": true, "ssh.knownHostsFile": true, "ssh.workRoot": true, "ssh.cleanWorkdir": true,
 	}
 	for _, k := range Keys() {
 		if k.NeedsTrust != want[k.Key] {

@@ -100,6 +100,9 @@ func isNull(n *yaml.Node) bool {
 
 // parseFileValue turns a YAML node into a typed value for d (before check).
 func parseFileValue(d *keyDef, n *yaml.Node) (any, error) {
+	if d.Kind == KindHosts {
+		return parseSSHHostsNode(n)
+	}
 	if d.Kind == KindList {
 		switch n.Kind {
 		case yaml.SequenceNode:
