@@ -3,5 +3,6 @@
 package all
 
 import (
-	_ "github.com/crabbox-dev/crabbox/internal/coder" // provider "coder"
+	_ "github.com/crabbox-dev/crabbox/internal/coder"   // provider "coder"
+	_ "github.com/crabbox-dev/crabbox/internal/sshhost" // provider "ssh" (aliases static, static-ssh)
 )
