@@ -246,7 +246,7 @@ func parseSSHHostMapping(m *yaml.Node) (SSHHost, error) {
 		}
 	}
 	if strings.TrimSpace(h.Host) == "" {
-		return h, fmt.Errorf("line %d: a host mapping needs host:", m.Line)
+		return h, fmt.Errorf("line %d: a host mapping needs a host", m.Line)
 	}
 	return h, nil
 }
@@ -375,7 +375,7 @@ func checkSSHName(n string) error {
 			ok = ok || r == '.' || r == '-' || r == '_' || r == ':'
 		}
 		if !ok {
-			return fmt.Errorf("name %q must start with a letter or digit and hold only letters, digits, . - _ :", n)
+			return fmt.Errorf("name %q must start with a letter or digit and hold only letters, digits, dots, dashes, underscores and colons", n)
 		}
 	}
 	if strings.HasPrefix(strings.ToLower(n), "cbx_") {

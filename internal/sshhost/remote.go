@@ -19,8 +19,6 @@ const (
 	exitWorkRoot = 96
 	// exitOwnerLock: the host's owner lock stayed taken for lockWait.
 	exitOwnerLock = 95
-	// exitRelease: the owner record or the work dir could not be removed.
-	exitRelease = 98
 )
 
 // lockWait is how long a round trip waits for the host's owner lock, in
@@ -113,7 +111,7 @@ om=$(field machineId); ol=$(field leaseId); oc=$(field createdAt)
 echo "crabbox-owner owner ${om:--} ${ol:--} ${oc:--}"
 if [ -n "$om" ] && [ "$om" != "$me" ]; then echo "crabbox-release foreign"; exit 0; fi
 if [ -n "$om" ] && { [ "$ol" = "$lease" ] || [ -z "$ol" ]; }; then
-  rm -f "$f" || exit 98
+  rm -f "$f" || exit 98 # (cannot remove)
   echo "crabbox-release owner"
 fi
 if [ "$clean" = 1 ] && [ -d "$wd" ] && ! [ -L "$wd" ]; then
