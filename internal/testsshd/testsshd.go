@@ -4,7 +4,6 @@
 package testsshd
 
 import (
-	"bytes"
 	"net"
 	"os"
 	"os/exec"
@@ -35,30 +34,20 @@ type Server struct {
 	User    string // the user sshd lets in (the current user)
 	Dir     string // temp dir holding keys, config and logs
 
-	bin  string
-	cfg  string
-	logs lockedBuffer
+	bin string
+	cfg string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+func (s *Server) logPath() string { return filepath.Join(s.Dir, "sshd.log") }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+// Logs is what sshd logged so far.
+func (s *Server) Logs() string {
+	b, _ := os.ReadFile(s.logPath())
+	return string(b)
 }
 
 // Find returns the sshd binary or fails the test.
@@ -146,7 +135,7 @@ func Start(t testing.TB) *Server {
 	t.Cleanup(func() {
 		s.Stop(t)
 		if t.Failed() {
-			t.Logf("sshd log:\n%s", s.logs.String())
+			t.Logf("sshd log:\n%s", s.Logs())
 		}
 	})
 	s.start(t)
@@ -161,7 +150,15 @@ func (s *Server) start(t testing.TB) {
 	}
 	s.HostPub = strings.TrimSpace(string(hostPub))
 	cmd := exec.Command(s.bin, "-D", "-e", "-f", s.cfg, "-p", strconv.Itoa(s.Port), "-o", "ListenAddress=127.0.0.1")
-	cmd.Stdout, cmd.Stderr = &s.logs, &s.logs
+	// A file, not a pipe: the per-connection sshd children inherit it, and
+	// with a pipe Wait would wait for them (a client still connected)
+	// rather than for the sshd this Server stops.
+	logf, err := os.OpenFile(s.logPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting sshd: %v", err)
 	}
@@ -179,11 +176,11 @@ func (s *Server) start(t testing.TB) {
 		}
 		select {
 		case <-exited:
-			t.Fatalf("sshd exited early:\n%s", s.logs.String())
+			t.Fatalf("sshd exited early:\n%s", s.Logs())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sshd not listening on %s after %s: %v\n%s", s.Addr, startTimeout, err, s.logs.String())
+			t.Fatalf("sshd not listening on %s after %s: %v\n%s", s.Addr, startTimeout, err, s.Logs())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
