@@ -45,14 +45,18 @@ func (p *Provider) Acquire(ctx context.Context, req AcquireRequest) (*Lease, err
 		return nil, noHostsError()
 	}
 	tried := map[string]bool{}
-	var held []holder
+	held := map[string]holder{} // by endpoint: why each host was not taken
 	for {
 		id := lease.NewLeaseID()
 		h, local, err := p.claimFree(id, req, tried)
 		if err != nil {
 			return nil, err
 		}
-		held = append(held, local...)
+		for _, hd := range local {
+			if _, seen := held[strings.ToLower(hd.host.Endpoint())]; !seen {
+				held[strings.ToLower(hd.host.Endpoint())] = hd
+			}
+		}
 		if h == nil {
 			return nil, allBusy(p.Settings.Hosts, held)
 		}
@@ -80,7 +84,7 @@ func (p *Provider) Acquire(ctx context.Context, req AcquireRequest) (*Lease, err
 					hd.reason = "host key refused: " + err.Error()
 				}
 			}
-			held = append(held, hd)
+			held[strings.ToLower(h.Endpoint())] = hd
 			if len(tried) < len(p.Settings.Hosts) {
 				p.warnf("ssh host %s is not available (%s); trying the next host", h.Name, hd.reason)
 			}
@@ -92,12 +96,11 @@ func (p *Provider) Acquire(ctx context.Context, req AcquireRequest) (*Lease, err
 
 // claimFree picks the first host in order with no claim here that was not
 // tried yet and writes the lease's claim for it, under the allocation
-// lock. It returns nil when none is left, and the hosts skipped for a
-// claim here (first pass only).
+// lock. It returns nil when none is left, and the hosts it skipped for a
+// claim here.
 func (p *Provider) claimFree(id string, req AcquireRequest, tried map[string]bool) (*Host, []holder, error) {
 	var chosen *Host
 	var held []holder
-	firstPass := len(tried) == 0
 	now := p.now()
 	err := p.Claims.AllocateTx(func(tx *claims.Tx) error {
 		all, _, err := p.Claims.List()
@@ -116,9 +119,7 @@ func (p *Provider) claimFree(id string, req AcquireRequest, tried map[string]boo
 				continue
 			}
 			if c := claimForHost(*h, cs); c != nil {
-				if firstPass {
-					held = append(held, holder{host: *h, reason: "claimed on this machine by " + describeClaim(*c)})
-				}
+				held = append(held, holder{host: *h, reason: "claimed on this machine by " + describeClaim(*c)})
 				continue
 			}
 			chosen = h
@@ -154,9 +155,6 @@ func (p *Provider) claimFree(id string, req AcquireRequest, tried map[string]boo
 	})
 	if err != nil {
 		return nil, nil, err
-	}
-	if !firstPass {
-		held = nil
 	}
 	return chosen, held, nil
 }
@@ -230,9 +228,15 @@ func isTransport(err error) bool {
 }
 
 // allBusy is the error of an acquisition that found no free host.
-func allBusy(hosts []Host, held []holder) error {
+func allBusy(hosts []Host, byEndpoint map[string]holder) error {
 	var parts []string
 	var keyErr, transportOnly = error(nil), true
+	var held []holder
+	for _, h := range hosts { // in configured order
+		if hd, ok := byEndpoint[strings.ToLower(h.Endpoint())]; ok {
+			held = append(held, hd)
+		}
+	}
 	for _, h := range held {
 		parts = append(parts, fmt.Sprintf("%s (%s)", h.host.Name, h.reason))
 		if h.err == nil {

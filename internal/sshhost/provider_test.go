@@ -147,6 +147,11 @@ func TestAcquireParallel(t *testing.T) {
 			if exitcode.Code(r.err) != exitcode.NotFound {
 				t.Errorf("failure %v (exit %d), want exit 5", r.err, exitcode.Code(r.err))
 			}
+			for _, h := range []string{"h1 (", "h2 (", "h3 ("} {
+				if !strings.Contains(r.err.Error(), h) {
+					t.Errorf("all-busy error does not name %s: %v", h, r.err)
+				}
+			}
 			fails++
 			continue
 		}
