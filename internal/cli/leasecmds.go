@@ -50,7 +50,7 @@ Human rows: <owner/name> <name> <state> <template> lease=<id> slug=<slug> keep=<
 			}
 			for _, v := range views {
 				fmt.Fprintf(f.IO.Out, "%s %s %s %s lease=%s slug=%s keep=%t claimed=%t target=linux\n",
-					v.WorkspaceRef, v.Workspace, v.State, dash(v.ServerType), v.ID, dash(v.Slug), v.Keep, v.Claimed)
+					v.WorkspaceRef, v.Workspace, v.State, dash(v.ServerType), dash(v.ID), dash(v.Slug), v.Keep, v.Claimed)
 			}
 			return nil
 		},
@@ -99,7 +99,7 @@ EXIT STATUS
 			if err != nil {
 				return err
 			}
-			if err := lc.owner.Claim(cmd.Context(), sess, l, reclaim, func(ident string) string {
+			if err := lc.claimOwner(cmd.Context(), sess, l, reclaim, func(ident string) string {
 				return "`crabbox ssh --reclaim " + ident + "`"
 			}); err != nil {
 				return err
@@ -155,7 +155,7 @@ EXIT STATUS
 				return err
 			}
 			var remote owner.Remote
-			if l.Claim != nil && l.Ready && !reclaim {
+			if l.Claim != nil && l.Ready && !reclaim && !provider.KeepsOwnerRecord(lc.provider) {
 				if sess, err := lc.session(l); err == nil {
 					remote = sess
 				}
@@ -192,6 +192,10 @@ EXIT STATUS
 			}
 			msg := fmt.Sprintf("%s %s workspace lease=%s workspace=%s", verb, l.Provider, l.ID, l.Workspace)
 			switch {
+			case res.Action == provider.ActionForget && res.Skipped != "":
+				msg = fmt.Sprintf("released %s host %s (lease=%s; %s); the host was left running", l.Provider, l.Workspace, l.ID, res.Skipped)
+			case res.Action == provider.ActionForget:
+				msg = fmt.Sprintf("released %s host %s (lease=%s); the host was left running", l.Provider, l.Workspace, l.ID)
 			case res.Skipped != "" && l.Claim == nil:
 				msg = fmt.Sprintf("released lease=%s workspace=%s (%s; already released)", l.ID, l.Workspace, res.Skipped)
 			case res.Skipped != "":

@@ -330,3 +330,13 @@ func leaseIdent(id string, args []string) (string, error) {
 	}
 	return "", usageErr("which lease? pass a lease ID, slug, workspace name or owner/workspace (as --id or an argument); `crabbox list` shows them")
 }
+
+// claimOwner records this machine as l's owner before a command uses it
+// (one round trip; see owner.Checker.Claim), unless the provider keeps the
+// owner record itself and already did.
+func (lc *leaseCtx) claimOwner(ctx context.Context, sess *sshx.Session, l *provider.Lease, reclaim bool, next func(ident string) string) error {
+	if provider.KeepsOwnerRecord(lc.provider) {
+		return nil
+	}
+	return lc.owner.Claim(ctx, sess, l, reclaim, next)
+}

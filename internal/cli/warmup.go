@@ -87,7 +87,7 @@ func runWarmup(f *Factory, cmd *cobra.Command, o *warmupOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := lc.owner.Claim(cmd.Context(), sess, l, o.reclaim, func(ident string) string {
+	if err := lc.claimOwner(cmd.Context(), sess, l, o.reclaim, func(ident string) string {
 		return "`crabbox run --reclaim --id " + ident + " -- …`"
 	}); err != nil {
 		return err

@@ -246,3 +246,16 @@ func StopCommand(p Provider, ident string) string {
 	parts = append(parts, p.ReleaseFlags(nil)...)
 	return strings.Join(append(parts, "--id", ident), " ")
 }
+
+// OwnerKeeper is implemented by providers that read and write the owner
+// record themselves (in Acquire, Resolve with Prepare, and Release), under
+// a lock on the machine; commands then skip their own owner round trip.
+type OwnerKeeper interface {
+	KeepsOwnerRecord() bool
+}
+
+// KeepsOwnerRecord reports whether p keeps the owner record itself.
+func KeepsOwnerRecord(p Provider) bool {
+	k, ok := p.(OwnerKeeper)
+	return ok && k.KeepsOwnerRecord()
+}

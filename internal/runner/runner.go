@@ -189,13 +189,17 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	// One owner across machines: refused (nothing changed) when another
 	// state dir owns the machine or runs a command there, unless
 	// --reclaim; otherwise this machine is recorded as the owner.
-	if err := d.Owner.Claim(ctx, sess, l, s.Reclaim, func(ident string) string {
-		return "`crabbox run --reclaim --id " + ident + " -- …`"
-	}); err != nil {
-		if l.Adopted {
-			r.lease = nil // its claim is gone again: no "kept" hint
+	// (A provider that keeps the record itself did so when it made the
+	// lease ready.)
+	if !provider.KeepsOwnerRecord(d.Provider) {
+		if err := d.Owner.Claim(ctx, sess, l, s.Reclaim, func(ident string) string {
+			return "`crabbox run --reclaim --id " + ident + " -- …`"
+		}); err != nil {
+			if l.Adopted {
+				r.lease = nil // its claim is gone again: no "kept" hint
+			}
+			return -1, err
 		}
-		return -1, err
 	}
 	machine, err := d.Owner.MachineID()
 	if err != nil {

@@ -105,6 +105,10 @@ func New(d provider.Deps) (provider.Provider, error) {
 // Name is the provider's canonical name.
 func (p *Provider) Name() string { return ProviderName }
 
+// KeepsOwnerRecord: Acquire, Resolve (Prepare) and Release read and write
+// the owner record themselves, under the host's owner lock.
+func (p *Provider) KeepsOwnerRecord() bool { return true }
+
 func (p *Provider) now() time.Time {
 	if p.Now != nil {
 		return p.Now()
