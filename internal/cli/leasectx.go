@@ -121,11 +121,14 @@ func (lc *leaseCtx) event(e provider.Event) {
 		fmt.Fprintln(io.ErrOut, e.Message)
 		lc.startStep("waiting for the build of workspace " + e.Lease.Workspace)
 	case provider.EventReleasing:
-		verb := "stopping"
-		if e.Action == provider.ActionDelete {
-			verb = "deleting"
+		switch e.Action {
+		case provider.ActionDelete:
+			lc.startStep("deleting workspace " + e.Lease.Workspace)
+		case provider.ActionForget:
+			lc.startStep("releasing host " + e.Lease.Workspace)
+		default:
+			lc.startStep("stopping workspace " + e.Lease.Workspace)
 		}
-		lc.startStep(verb + " workspace " + e.Lease.Workspace)
 	case provider.EventDone:
 		lc.endProgress(e.Err)
 	case provider.EventRollback:
