@@ -207,7 +207,7 @@ func TestRealOpenSSH(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"a b", "it's", "$(echo pwned)", "`echo pwned`", ""}
-	remote := ArgvCommand(work, append([]string{"sh", "-c", `pwd; printf '<%s>\n' "$@"`, "sh"}, args...), "")
+	remote := "cd " + Quote(work) + " && " + QuoteArgs(append([]string{"sh", "-c", `pwd; printf '<%s>\n' "$@"`, "sh"}, args...))
 	b, err := s.Output(ctx, remote)
 	want := work + "\n<a b>\n<it's>\n<$(echo pwned)>\n<`echo pwned`>\n<>\n"
 	if err != nil || string(b) != want {

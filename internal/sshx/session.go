@@ -233,7 +233,7 @@ func (s *Session) RSH() string {
 	return strings.Join(words, " ")
 }
 
-// Run runs remote (a shell command line, see ArgvCommand) on the target
+// Run runs remote (a shell command line, see remotecmd.Render) on the target
 // through the master, opening the session first if needed:
 //
 //	ssh <Args()> <dest> -- <remote>
