@@ -1,8 +1,6 @@
 package coder
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 )
@@ -76,19 +74,6 @@ func KnownHostsFile(configDir, ref, workspaceID string) string {
 		id = ref
 	}
 	return filepath.Join(KnownHostsDir(configDir), sha1Hex(ref + "\x00" + id)[:12])
-}
-
-// PrepareKnownHostsFile returns KnownHostsFile and makes sure its directory
-// exists with mode 0700. The file itself is left to ssh.
-func PrepareKnownHostsFile(configDir, ref, workspaceID string) (string, error) {
-	dir := KnownHostsDir(configDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("create known_hosts dir: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return "", fmt.Errorf("create known_hosts dir: %w", err)
-	}
-	return KnownHostsFile(configDir, ref, workspaceID), nil
 }
 
 // ProxyCommand is the ssh ProxyCommand reaching a workspace through the

@@ -1,7 +1,6 @@
 package coder
 
 import (
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -96,34 +95,6 @@ func TestKnownHostsFile(t *testing.T) {
 	}
 	if KnownHostsFile(dir, "alice/shared", "ws1") == KnownHostsFile(dir, "bob/shared", "ws1") {
 		t.Error("refs share a file")
-	}
-}
-
-func TestPrepareKnownHostsFile(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "crabbox")
-	f, err := PrepareKnownHostsFile(root, "crabbox-blue", "ws1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f != KnownHostsFile(root, "crabbox-blue", "ws1") {
-		t.Errorf("file %s", f)
-	}
-	st, err := os.Stat(filepath.Dir(f))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode().Perm() != 0o700 || !strings.HasSuffix(filepath.ToSlash(filepath.Dir(f)), "crabbox/coder/known_hosts.d") {
-		t.Errorf("dir %s mode %v", filepath.Dir(f), st.Mode().Perm())
-	}
-	// An existing, too-open dir is tightened.
-	if err := os.Chmod(filepath.Dir(f), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := PrepareKnownHostsFile(root, "crabbox-blue", "ws1"); err != nil {
-		t.Fatal(err)
-	}
-	if st, _ := os.Stat(filepath.Dir(f)); st.Mode().Perm() != 0o700 {
-		t.Errorf("mode %v", st.Mode().Perm())
 	}
 }
 
