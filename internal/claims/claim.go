@@ -134,21 +134,6 @@ type ListOutput struct {
 	Problems []Problem `json:"problems"`
 }
 
-// NewListOutput builds the envelope from a List result.
-func NewListOutput(cs []Claim, problems []Problem) ListOutput {
-	out := ListOutput{
-		Version:  ListVersion,
-		Source:   ListSource,
-		Claims:   make([]View, 0, len(cs)),
-		Problems: make([]Problem, 0, len(problems)),
-	}
-	for _, c := range cs {
-		out.Claims = append(out.Claims, c.View())
-	}
-	out.Problems = append(out.Problems, problems...)
-	return out
-}
-
 // MarshalJSON encodes the envelope with nil slices as empty arrays and the
 // version/source defaulted.
 func (o ListOutput) MarshalJSON() ([]byte, error) {
@@ -206,28 +191,3 @@ func (e *ClaimError) Error() string {
 // ErrNoChange, returned by an Update mutation, makes Update leave the claim
 // file untouched and return the current claim (nil when there is none).
 var ErrNoChange = errors.New("claims: no change")
-
-// Unchanged returns an Update/RemoveIf guard that refuses (exit 2
-// "lease <id> claim changed; retry") unless the stored claim still equals
-// expected, revision included. A nil expected means "no claim".
-func Unchanged(expected *Claim) func(c *Claim, exists bool) error {
-	return func(c *Claim, exists bool) error {
-		if expected == nil && !exists {
-			return nil
-		}
-		if expected != nil && exists && equalClaims(*expected, *c) {
-			return nil
-		}
-		id := c.LeaseID
-		if expected != nil && id == "" {
-			id = expected.LeaseID
-		}
-		return exitcode.Errorf(exitcode.Usage, "lease %s claim changed; retry", id)
-	}
-}
-
-func equalClaims(a, b Claim) bool {
-	ja, errA := json.Marshal(a)
-	jb, errB := json.Marshal(b)
-	return errA == nil && errB == nil && string(ja) == string(jb)
-}

@@ -23,7 +23,6 @@ import (
 
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/fsx"
-	"github.com/crabbox-dev/crabbox/internal/lease"
 )
 
 // Layout and limits.
@@ -50,19 +49,10 @@ const (
 type Store struct {
 	// Dir is the crabbox state dir; claims live in Dir/claims.
 	Dir string
-	// Now is the clock used by BindRepo; nil means time.Now.
-	Now func() time.Time
 }
 
 // New returns the claim store of stateDir.
-func New(stateDir string) *Store { return &Store{Dir: stateDir, Now: time.Now} }
-
-func (s *Store) now() time.Time {
-	if s.Now == nil {
-		return time.Now()
-	}
-	return s.Now()
-}
+func New(stateDir string) *Store { return &Store{Dir: stateDir} }
 
 // ClaimsDir is <stateDir>/claims.
 func (s *Store) ClaimsDir() string { return filepath.Join(s.Dir, ClaimsDirName) }
@@ -470,44 +460,14 @@ func (s *Store) Update(leaseID string, fn func(c *Claim, exists bool) error) (*C
 	return &out, nil
 }
 
-// BindRepo is Update with Bind(c, exists, repoRoot, reclaim, s.Now()) applied
-// first and then fn (which may be nil).
-func (s *Store) BindRepo(leaseID, repoRoot string, reclaim bool, fn func(c *Claim, exists bool) error) (*Claim, error) {
-	now := s.now()
-	return s.Update(leaseID, func(c *Claim, exists bool) error {
-		if err := Bind(c, exists, repoRoot, reclaim, now); err != nil {
-			return err
-		}
-		if fn != nil {
-			return fn(c, exists)
-		}
-		return nil
-	})
-}
-
 // Remove deletes the claim of leaseID under its lock; a missing claim is
 // fine. A non-regular file in its place is refused.
 func (s *Store) Remove(leaseID string) error {
-	return s.remove(leaseID, nil)
-}
-
-// RemoveIf deletes the claim of leaseID under its lock after guard accepts
-// the current claim (guard gets a zero Claim and exists=false when there is
-// none). guard may return ErrNoChange to keep the file; Unchanged(expected)
-// is a ready-made guard. Unusable claim files are refused.
-func (s *Store) RemoveIf(leaseID string, guard func(c *Claim, exists bool) error) error {
-	if guard == nil {
-		guard = func(*Claim, bool) error { return nil }
-	}
-	return s.remove(leaseID, guard)
-}
-
-func (s *Store) remove(leaseID string, guard func(c *Claim, exists bool) error) error {
 	if err := ValidateLeaseID(leaseID); err != nil {
 		return err
 	}
 	path := s.Path(leaseID)
-	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) && guard == nil {
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	unlock, err := s.lock(leaseID)
@@ -515,26 +475,6 @@ func (s *Store) remove(leaseID string, guard func(c *Claim, exists bool) error) 
 		return err
 	}
 	defer unlock()
-
-	if guard != nil {
-		cur, problem, exists := readClaim(path, leaseID)
-		if problem != nil {
-			return claimError(path, problem)
-		}
-		c := Claim{LeaseID: leaseID}
-		if exists {
-			c = cloneClaim(*cur)
-		}
-		if err := guard(&c, exists); err != nil {
-			if errors.Is(err, ErrNoChange) {
-				return nil
-			}
-			return err
-		}
-		if !exists {
-			return nil
-		}
-	}
 
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -653,31 +593,4 @@ func (s *Store) List() ([]Claim, []Problem, error) {
 		problems = []Problem{}
 	}
 	return cs, problems, nil
-}
-
-// Find resolves an identifier to claims (spec §3.3): the claim file
-// <ident>.json, when it exists and is usable, wins alone; otherwise every
-// usable claim whose leaseID equals ident or whose normalized slug equals the
-// normalized ident (an empty normalized ident matches no slug), sorted as in
-// List. Unusable claim files are skipped.
-func (s *Store) Find(ident string) ([]Claim, error) {
-	if fileIDProblem(ident) == "" {
-		if fi, err := os.Lstat(s.Path(ident)); err == nil && fi.Mode().IsRegular() {
-			if c, err := s.Get(ident); err == nil && c != nil {
-				return []Claim{*c}, nil
-			}
-		}
-	}
-	all, _, err := s.List()
-	if err != nil {
-		return nil, err
-	}
-	want := lease.NormalizeSlug(ident)
-	out := []Claim{}
-	for _, c := range all {
-		if c.LeaseID == ident || (want != "" && lease.NormalizeSlug(c.Slug) == want) {
-			out = append(out, c)
-		}
-	}
-	return out, nil
 }

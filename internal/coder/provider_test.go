@@ -131,7 +131,6 @@ func newHarness(t *testing.T, mod func(*Settings)) *harness {
 		mod(&s)
 	}
 	h := &harness{t: t, fake: execx.NewFake(), store: claims.New(t.TempDir())}
-	h.store.Now = func() time.Time { return testNow }
 	h.p = &Provider{
 		Client:    &Client{Runner: h, CLI: "coder"},
 		Claims:    h.store,
