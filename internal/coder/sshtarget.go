@@ -3,6 +3,8 @@ package coder
 import (
 	"path/filepath"
 	"strings"
+
+	"github.com/crabbox-dev/crabbox/internal/lease"
 )
 
 // SSH facts every Coder target shares (spec §9.16).
@@ -36,7 +38,7 @@ func HostAlias(ref string) string {
 		}
 	}
 	h := sha1Hex(ref)[:6]
-	base := NormalizeNameBase(ref)
+	base := lease.NormalizeSlug(ref)
 	if room := maxHostAlias - len("coder-") - 1 - len(h); len(base) > room {
 		base = strings.Trim(base[:room], "-")
 	}
