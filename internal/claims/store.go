@@ -14,12 +14,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/gofrs/flock"
 
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/fsx"
@@ -41,7 +38,6 @@ const (
 	// the ".<name>.tmp-*" temp files within common 255-byte name limits.
 	MaxLeaseIDLen = 128
 
-	dirMode  fs.FileMode = 0o700
 	fileMode fs.FileMode = 0o600
 )
 
@@ -126,44 +122,17 @@ func fileIDProblem(id string) string {
 // ---------------------------------------------------------------------------
 // Locking
 
-var (
-	procLocksMu sync.Mutex
-	procLocks   = map[string]*sync.Mutex{}
-)
-
-func procLock(path string) *sync.Mutex {
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	procLocksMu.Lock()
-	defer procLocksMu.Unlock()
-	m := procLocks[path]
-	if m == nil {
-		m = &sync.Mutex{}
-		procLocks[path] = m
-	}
-	return m
-}
-
-// lock takes the in-process mutex and then the OS file lock of leaseID's
-// claim. Lock files are never deleted (deleting a lock file others may be
-// waiting on breaks mutual exclusion).
+// lock takes the lock of leaseID's claim (fsx.Lock: in-process, then the
+// OS file lock; lock files are never deleted).
 func (s *Store) lock(leaseID string) (unlock func(), err error) {
-	if _, err := ensureDir(s.LocksDir()); err != nil {
+	if err := fsx.EnsurePrivateDir(s.LocksDir()); err != nil {
 		return nil, err
 	}
-	lp := s.lockPath(leaseID)
-	m := procLock(lp)
-	m.Lock()
-	fl := flock.New(lp, flock.SetPermissions(fileMode))
-	if err := fl.Lock(); err != nil {
-		m.Unlock()
+	unlock, err = fsx.Lock(s.lockPath(leaseID))
+	if err != nil {
 		return nil, fmt.Errorf("lock claim %s: %w", leaseID, err)
 	}
-	return func() {
-		_ = fl.Unlock()
-		m.Unlock()
-	}, nil
+	return unlock, nil
 }
 
 // allocateLockName is the store-wide lock taken while a new lease picks
@@ -174,43 +143,15 @@ const allocateLockName = "allocate.lock"
 // processes creating leases (e.g. parallel warmups with the same --slug)
 // then see each other's new claims and never allocate the same slug.
 func (s *Store) Allocate(fn func() error) error {
-	if _, err := ensureDir(s.LocksDir()); err != nil {
+	if err := fsx.EnsurePrivateDir(s.LocksDir()); err != nil {
 		return err
 	}
-	lp := filepath.Join(s.LocksDir(), allocateLockName)
-	m := procLock(lp)
-	m.Lock()
-	defer m.Unlock()
-	fl := flock.New(lp, flock.SetPermissions(fileMode))
-	if err := fl.Lock(); err != nil {
+	unlock, err := fsx.Lock(filepath.Join(s.LocksDir(), allocateLockName))
+	if err != nil {
 		return fmt.Errorf("claims allocation lock: %w", err)
 	}
-	defer fl.Unlock()
+	defer unlock()
 	return fn()
-}
-
-// ensureDir creates dir (and parents) with mode 0700 and makes sure dir
-// itself is 0700. When it creates dir it also fsyncs the parent.
-func ensureDir(dir string) (created bool, err error) {
-	if fi, err := os.Stat(dir); err == nil {
-		if !fi.IsDir() {
-			return false, fmt.Errorf("%s is not a directory", dir)
-		}
-		if fi.Mode().Perm() != dirMode {
-			if err := os.Chmod(dir, dirMode); err != nil {
-				return false, err
-			}
-		}
-		return false, nil
-	}
-	if err := os.MkdirAll(dir, dirMode); err != nil {
-		return false, err
-	}
-	if err := os.Chmod(dir, dirMode); err != nil {
-		return true, err
-	}
-	_ = syncDir(filepath.Dir(dir))
-	return true, nil
 }
 
 func syncDir(dir string) error { return fsx.SyncDir(dir) }
@@ -418,7 +359,7 @@ func (s *Store) Update(leaseID string, fn func(c *Claim, exists bool) error) (*C
 	if err := ValidateLeaseID(leaseID); err != nil {
 		return nil, err
 	}
-	if _, err := ensureDir(s.ClaimsDir()); err != nil {
+	if err := fsx.EnsurePrivateDir(s.ClaimsDir()); err != nil {
 		return nil, err
 	}
 	unlock, err := s.lock(leaseID)
