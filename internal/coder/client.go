@@ -141,7 +141,7 @@ func (c *Client) stream(ctx context.Context, msg, logName string, args ...string
 		case errors.As(err, &ee):
 			status = fmt.Sprintf("exit %d", ee.Code)
 		case err != nil:
-			status = "failed: " + firstLine(err.Error())
+			status = "failed: " + execx.FirstLine(err.Error())
 		}
 		fmt.Fprintf(logf, "\n# %s\n", status)
 	}
@@ -248,11 +248,6 @@ func safeFileName(s string) string {
 		b = b[:100]
 	}
 	return string(b)
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return s
 }
 
 // tailLines keeps the last n non-empty lines of s.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/claims"
+	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/provider"
 	"github.com/crabbox-dev/crabbox/internal/remotecmd"
@@ -76,7 +77,7 @@ func (c *Checker) Check(ctx context.Context, r Remote, l *provider.Lease, reclai
 		return res, nil
 	}
 	return res, exitcode.Errorf(exitcode.Transport, "writing the owner record %s/%s on %s failed (exit %d): %s",
-		l.Target.WorkRoot, remotecmd.OwnerFile, l.Workspace, code, firstLine(errb.String()))
+		l.Target.WorkRoot, remotecmd.OwnerFile, l.Workspace, code, execx.FirstLine(errb.String()))
 }
 
 // Claim makes this machine l's owner before a command uses it (one round
@@ -135,7 +136,7 @@ func (c *Checker) StopGate(ctx context.Context, r Remote, l *provider.Lease, rec
 	}
 	res, err := c.Check(ctx, r, l, false, false)
 	if err != nil {
-		c.Warn(fmt.Sprintf("could not read the owner record on %s (%v); releasing it", l.Workspace, firstLine(err.Error())))
+		c.Warn(fmt.Sprintf("could not read the owner record on %s (%v); releasing it", l.Workspace, execx.FirstLine(err.Error())))
 		return false, nil
 	}
 	if len(res.Busy) > 0 {
@@ -158,14 +159,6 @@ func describe(l *provider.Lease) string {
 func dash(s string) string {
 	if s == "" {
 		return "-"
-	}
-	return s
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
 	}
 	return s
 }

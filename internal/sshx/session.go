@@ -172,7 +172,7 @@ func (s *Session) openLocked(ctx context.Context) error {
 			return cerr
 		}
 		diag := s.readLog(from)
-		detail := lastLines(diag)
+		detail := execx.LastLines(diag)
 		s.flushLog()
 		var te *execx.TimeoutError
 		var ee *execx.ExitError
@@ -272,12 +272,12 @@ func (s *Session) Run(ctx context.Context, remote string, stdin io.Reader, stdou
 		return -1, cerr
 	}
 	diag := tail.String()
-	detail := lastLines(diag)
+	detail := execx.LastLines(diag)
 	if ee == nil {
 		detail = joinDetail(err.Error(), detail)
 	}
 	s.mu.Lock()
-	if proxy := lastLines(s.readLog(s.logDone)); proxy != "" {
+	if proxy := execx.LastLines(s.readLog(s.logDone)); proxy != "" {
 		detail = joinDetail(detail, "proxy: "+proxy)
 	}
 	s.flushLog()
@@ -326,7 +326,7 @@ func (s *Session) WaitReady(ctx context.Context, timeout time.Duration, progress
 			code, err = s.Run(wctx, check, nil, nil, &errb)
 			if err == nil && code != 0 {
 				err = fmt.Errorf("ready check exited %d", code)
-				if d := lastLines(errb.String()); d != "" {
+				if d := execx.LastLines(errb.String()); d != "" {
 					err = fmt.Errorf("ready check exited %d: %s", code, d)
 				}
 			}
@@ -469,20 +469,6 @@ func exists(p string) bool {
 	}
 	_, err := os.Lstat(p)
 	return err == nil
-}
-
-// lastLines returns the last few non-empty lines of s, joined with "; ".
-func lastLines(s string) string {
-	var keep []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			keep = append(keep, l)
-		}
-	}
-	if len(keep) > 3 {
-		keep = keep[len(keep)-3:]
-	}
-	return strings.Join(keep, "; ")
 }
 
 func joinDetail(a, b string) string {

@@ -673,19 +673,8 @@ func listSome(items []string, n int) string {
 	return strings.Join(q, ", ")
 }
 
-// lastLines returns the last three non-empty lines of s, joined by "; ".
-func lastLines(s string) string {
-	var keep []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			keep = append(keep, l)
-		}
-	}
-	if len(keep) > 3 {
-		keep = keep[len(keep)-3:]
-	}
-	return tail(strings.Join(keep, "; "), 1000)
-}
+// lastLines is execx.LastLines cut to its last 1000 bytes.
+func lastLines(s string) string { return tail(execx.LastLines(s), 1000) }
 
 func tail(s string, n int) string {
 	if len(s) > n {
