@@ -14,6 +14,7 @@ import (
 
 	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/iostreams"
 )
 
 // Default time limits for Coder CLI calls.
@@ -130,7 +131,7 @@ func (c *Client) stream(ctx context.Context, msg, logName string, args ...string
 		sinks = append(sinks, logf)
 	}
 	if len(sinks) > 0 {
-		w := &lockedWriter{w: io.MultiWriter(sinks...)}
+		w := iostreams.SyncWriter(io.MultiWriter(sinks...)) // two stream copiers
 		cmd.Stdout, cmd.Stderr = w, w
 	}
 	res, err := c.Runner.Run(ctx, cmd)
@@ -510,16 +511,4 @@ func containsAny(s string, needles []string) bool {
 		}
 	}
 	return false
-}
-
-// lockedWriter serializes writes from the two stream copiers.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

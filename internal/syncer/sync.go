@@ -18,6 +18,7 @@ import (
 
 	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/iostreams"
 	"github.com/crabbox-dev/crabbox/internal/lease"
 	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
@@ -183,7 +184,7 @@ func Scan(ctx context.Context, r execx.Runner, o Options) *Plan {
 	report := func(e Event) { p.events = append(p.events, e) }
 	done := func(name string, t0 time.Time, note string) {
 		p.phases = append(p.phases, Phase{Name: name, Ms: time.Since(t0).Milliseconds()})
-		msg := fmt.Sprintf("sync phase: %s %s", name, formatDuration(time.Since(t0)))
+		msg := fmt.Sprintf("sync phase: %s %s", name, iostreams.FormatDuration(time.Since(t0)))
 		if note != "" {
 			msg += " (" + note + ")"
 		}
@@ -246,7 +247,7 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 	done := func(name string, t0 time.Time, note string) {
 		ms := time.Since(t0).Milliseconds()
 		res.Phases = append(res.Phases, Phase{Name: name, Ms: ms})
-		msg := fmt.Sprintf("sync phase: %s %s", name, formatDuration(time.Since(t0)))
+		msg := fmt.Sprintf("sync phase: %s %s", name, iostreams.FormatDuration(time.Since(t0)))
 		if note != "" {
 			msg += " (" + note + ")"
 		}
@@ -307,7 +308,7 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 		skip("rsync", "no changes")
 		skip("finalize", "no changes")
 		res.Skipped = true
-		report(Event{Kind: "skip", Message: fmt.Sprintf("No changes detected, skipping sync (%s)", formatDuration(elapsed()))})
+		report(Event{Kind: "skip", Message: fmt.Sprintf("No changes detected, skipping sync (%s)", iostreams.FormatDuration(elapsed()))})
 		return res, nil
 	case "sync":
 		res.Pruned = n
@@ -360,7 +361,7 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 		return res, err
 	}
 	done("finalize", t0, "")
-	report(Event{Kind: "complete", Message: fmt.Sprintf("sync complete in %s", formatDuration(elapsed()))})
+	report(Event{Kind: "complete", Message: fmt.Sprintf("sync complete in %s", iostreams.FormatDuration(elapsed()))})
 	return res, nil
 }
 
@@ -505,7 +506,7 @@ func runRsync(ctx context.Context, r execx.Runner, remote Remote, o Options, gen
 			case <-stop:
 				return
 			case <-t.C:
-				report(Event{Kind: "heartbeat", Message: fmt.Sprintf("sync still running: rsync %s elapsed", formatDuration(time.Since(start).Truncate(time.Second)))})
+				report(Event{Kind: "heartbeat", Message: fmt.Sprintf("sync still running: rsync %s elapsed", iostreams.FormatDuration(time.Since(start).Truncate(time.Second)))})
 			}
 		}
 	}()
@@ -651,14 +652,6 @@ func HumanSize(n int64) string {
 		}
 	}
 	return "" // unreachable
-}
-
-// formatDuration: milliseconds below a second, else tenths ("1.2s").
-func formatDuration(d time.Duration) string {
-	if d < time.Second {
-		return d.Round(time.Millisecond).String()
-	}
-	return d.Round(100 * time.Millisecond).String()
 }
 
 func listSome(items []string, n int) string {
