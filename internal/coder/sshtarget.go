@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/crabbox-dev/crabbox/internal/lease"
+	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
 // SSH facts every Coder target shares (spec §9.16).
@@ -102,10 +103,5 @@ func ProxyCommand(cliPath, wait, ref string) string {
 	}
 	// Not %-escaped here: sshx escapes ssh's % tokens once, where the
 	// option is written.
-	return ShellQuote(cliPath) + " ssh --stdio --disable-autostart --wait " + ShellQuote(wait) + " " + ShellQuote(ref)
-}
-
-// ShellQuote single-quotes s for a POSIX shell (' becomes '\”).
-func ShellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return sshx.Quote(cliPath) + " ssh --stdio --disable-autostart --wait " + sshx.Quote(wait) + " " + sshx.Quote(ref)
 }

@@ -37,15 +37,6 @@ func TestProxyCommand(t *testing.T) {
 	}
 }
 
-func TestShellQuote(t *testing.T) {
-	cases := map[string]string{"": "''", "a b": "'a b'", "it's": `'it'\''s'`, "$HOME": "'$HOME'"}
-	for in, want := range cases {
-		if got := ShellQuote(in); got != want {
-			t.Errorf("ShellQuote(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
 func TestHostAlias(t *testing.T) {
 	if got := HostAlias("crabbox-blue"); got != "crabbox-blue" {
 		t.Errorf("bare: %q", got)

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
 var nameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -258,7 +259,7 @@ func Render(vars map[string]string) string {
 	sort.Strings(keys)
 	var b strings.Builder
 	for _, k := range keys {
-		b.WriteString("export " + k + "='" + strings.ReplaceAll(vars[k], "'", `'\''`) + "'\n")
+		b.WriteString("export " + k + "=" + sshx.Quote(vars[k]) + "\n")
 	}
 	return b.String()
 }
