@@ -77,7 +77,7 @@ func Bind(c *Claim, exists bool, repoRoot string, reclaim bool, now time.Time) e
 	changed := false
 	if exists && old != "" && filepath.Clean(old) != repoRoot {
 		if !reclaim {
-			return exitcode.Errorf(exitcode.Usage,
+			return exitcode.Refusef(
 				"lease %s is claimed by repo %s; use --reclaim to claim it for %s", c.LeaseID, old, repoRoot)
 		}
 		changed = true

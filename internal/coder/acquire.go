@@ -186,14 +186,14 @@ func (p *Provider) rollbackFailedCreate(ctx context.Context, req AcquireRequest,
 	if err != nil {
 		// We cannot tell whether a workspace exists: keep the claim so
 		// `crabbox stop` can find it, and say so.
-		return fmt.Errorf("%w; could not check whether workspace %s exists (%v); the claim is kept: check with `crabbox status %s` and release with `%s`",
-			cause, bareName(ref), err, id, p.manualStop(bareName(ref)))
+		return fmt.Errorf("%w; could not check whether workspace %s exists (%v); the claim is kept (`crabbox status %s` shows it); to release it: %s",
+			cause, bareName(ref), err, id, exitcode.Next(p.manualStop(bareName(ref))))
 	}
 	for _, w := range rows {
 		if strings.EqualFold(w.Name, bareName(ref)) {
 			if req.Keep {
 				p.recordRow(id, w)
-				return fmt.Errorf("%w; workspace %s exists and is kept (--keep); release it with `%s`", cause, w.Ref(), p.manualStop(id))
+				return fmt.Errorf("%w; workspace %s exists and is kept (--keep); to release it: %s", cause, w.Ref(), exitcode.Next(p.manualStop(id)))
 			}
 			// Bind the claim to the workspace first, so that if the
 			// release fails the kept claim names it exactly (D4).
@@ -227,7 +227,7 @@ func (p *Provider) recordRow(id string, w Workspace) {
 // rollback undoes an acquisition that failed after create, unless Keep.
 func (p *Provider) rollback(req AcquireRequest, id, ref string, cause error) error {
 	if req.Keep {
-		return fmt.Errorf("%w; workspace %s is kept (--keep); release it with `%s`", cause, ref, p.manualStop(id))
+		return fmt.Errorf("%w; workspace %s is kept (--keep); to release it: %s", cause, ref, exitcode.Next(p.manualStop(id)))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
 	defer cancel()
@@ -242,8 +242,8 @@ func (p *Provider) release(ctx context.Context, id, ref string, cause error) err
 	err := p.releaseWorkspace(ctx, &Lease{ID: id, Ref: ref, Workspace: bareName(ref)}, action)
 	if err != nil && !IsNotFound(err) {
 		code := exitcode.Code(cause)
-		return exitcode.New(code, fmt.Errorf("%w; coder rollback %s failed for workspace %s; manual cleanup: %s: %v",
-			cause, action, bareName(ref), p.manualStop(bareName(ref)), err))
+		return exitcode.New(code, fmt.Errorf("%w; coder rollback %s failed for workspace %s: %v; to clean up by hand: %s",
+			cause, action, bareName(ref), err, exitcode.Next(p.manualStop(bareName(ref)))))
 	}
 	if rmErr := p.Claims.Remove(id); rmErr != nil {
 		p.warnf("removing claim %s: %v", id, rmErr)

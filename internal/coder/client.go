@@ -57,8 +57,9 @@ type Client struct {
 	asked    bool
 }
 
-// CLIError is a failed Coder CLI call. It is returned wrapped in an
-// *exitcode.Error carrying the CLI's exit code.
+// CLIError is a failed Coder CLI call. When the CLI exited with a code it
+// is returned wrapped in an *exitcode.ExternalError ("coder <verb>" and the
+// code, which crabbox exits with), else in an *exitcode.Error (exit 1).
 type CLIError struct {
 	Msg     string // e.g. "coder list -o json failed"
 	Code    int    // the CLI's exit code (-1 when it did not exit normally)
@@ -110,7 +111,7 @@ func (c *Client) opTimeout() time.Duration {
 func (c *Client) capture(ctx context.Context, msg string, args ...string) ([]byte, error) {
 	res, err := c.Runner.Run(ctx, execx.Cmd{Name: c.cli(), Args: args, Timeout: c.timeout()})
 	if err != nil {
-		return nil, cliError(msg, res, err)
+		return nil, cliError(msg, args, res, err)
 	}
 	return res.Stdout, nil
 }
@@ -147,7 +148,7 @@ func (c *Client) stream(ctx context.Context, msg, logName string, args ...string
 		fmt.Fprintf(logf, "\n# %s\n", status)
 	}
 	if err != nil {
-		e := cliError(msg, res, err)
+		e := cliError(msg, args, res, err)
 		if logf != nil {
 			var ce *CLIError
 			if errors.As(e, &ce) {
@@ -265,7 +266,7 @@ func tailLines(s string, n int) string {
 	return "…\n" + strings.Join(lines[len(lines)-n:], "\n")
 }
 
-func cliError(msg string, res execx.Result, err error) error {
+func cliError(msg string, args []string, res execx.Result, err error) error {
 	e := &CLIError{Msg: msg, Code: res.ExitCode, Output: res.Combined(), Err: err}
 	var ee *execx.ExitError
 	if errors.As(err, &ee) {
@@ -280,11 +281,14 @@ func cliError(msg string, res execx.Result, err error) error {
 		e.Output = strings.TrimSpace(te.Error() + "\n" + e.Output)
 	}
 	e.Output = tail(e.Output, maxErrOutput)
-	code := exitcode.Failure
-	if ee != nil && ee.Code > 0 && ee.Code < 256 {
-		code = ee.Code
+	if ee == nil {
+		return exitcode.New(exitcode.Failure, e)
 	}
-	return exitcode.New(code, e)
+	program := "coder"
+	if len(args) > 0 {
+		program += " " + args[0]
+	}
+	return exitcode.External(program, ee.Code, e)
 }
 
 func tail(s string, n int) string {

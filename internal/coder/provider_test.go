@@ -346,6 +346,18 @@ func wantExit(t *testing.T, err error, code int, contains ...string) {
 	}
 }
 
+// wantRefused is wantExit(2) for crabbox's own refusals: the error is an
+// *exitcode.RefusedError, so a caller can tell it from a coder CLI call
+// that exited 2.
+func wantRefused(t *testing.T, err error, contains ...string) {
+	t.Helper()
+	wantExit(t, err, exitcode.Usage, contains...)
+	var ext *exitcode.ExternalError
+	if !exitcode.IsRefused(err) || errors.As(err, &ext) {
+		t.Errorf("error %q is not a plain refusal", err)
+	}
+}
+
 func errFailure(msg string) error { return exitcode.New(exitcode.Failure, errors.New(msg)) }
 
 // One provider, several flows: whoami is asked once (D6), and a failing

@@ -42,9 +42,9 @@ func (p *Provider) Release(ctx context.Context, l *Lease, req ReleaseRequest) (R
 		return res, exitcode.Errorf(exitcode.Usage, "coder release requires a workspace name")
 	}
 	if c := l.Claim; c != nil && req.RepoRoot != "" && c.RepoRoot != "" && !req.Reclaim && !sameDir(c.RepoRoot, req.RepoRoot) {
-		return res, exitcode.Errorf(exitcode.Usage,
-			"refusing to release lease %s: it is claimed by repo %s, not %s; nothing was changed. To release it from here, run `crabbox stop --reclaim %s`",
-			l.ID, c.RepoRoot, req.RepoRoot, l.ID)
+		return res, exitcode.Refusef(
+			"refusing to release lease %s: it is claimed by repo %s, not %s; nothing was changed. To release it from here: %s",
+			l.ID, c.RepoRoot, req.RepoRoot, exitcode.Next("crabbox stop --reclaim "+l.ID))
 	}
 	switch {
 	case l.State == StateMissing:

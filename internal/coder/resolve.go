@@ -178,7 +178,7 @@ func (p *Provider) pick(ident string, matched, cs []claims.Claim, s *session, mo
 				}
 				return p.buildLease(nil, chosen)
 			}
-			return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %s of lease %s was not found in coder list; if it is gone, remove the claim with `crabbox stop %s`", ref, chosen.LeaseID, chosen.LeaseID)
+			return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %s of lease %s was not found in coder list; if it is gone, its claim can go; %s", ref, chosen.LeaseID, exitcode.Next("crabbox stop "+chosen.LeaseID))
 		}
 		return p.buildLease(row, chosen)
 	}
@@ -245,7 +245,7 @@ func (p *Provider) prepare(ctx context.Context, l *Lease, s *session, req Resolv
 		return nil, err
 	}
 	if l.Claim != nil && l.Claim.RepoRoot != "" && req.RepoRoot != "" && !req.Reclaim && !sameDir(l.Claim.RepoRoot, req.RepoRoot) {
-		return nil, exitcode.Errorf(exitcode.Usage, "lease %s is claimed by repo %s; use --reclaim to claim it for %s", l.ID, l.Claim.RepoRoot, req.RepoRoot)
+		return nil, exitcode.Refusef("lease %s is claimed by repo %s; use --reclaim to claim it for %s", l.ID, l.Claim.RepoRoot, req.RepoRoot)
 	}
 	if !l.Ready {
 		row, err := p.ensureStarted(ctx, l, s)
@@ -321,9 +321,9 @@ func requireExactClaim(l *Lease) error {
 		if l.Released != nil {
 			return nil
 		}
-		return exitcode.Errorf(exitcode.Usage,
+		return exitcode.Refusef(
 			"refusing to release coder workspace %s: it has no crabbox claim on this machine, so crabbox did not create or adopt it; nothing was changed. "+
-				"To adopt it, run `crabbox ssh %s` (claims it for this repo), or manage it with `coder stop %s`", l.Ref, l.Ref, l.Ref)
+				"Manage it with `coder stop %s`, or adopt it (claim it for this repo); %s", l.Ref, l.Ref, exitcode.Next("crabbox ssh "+l.Ref))
 	}
 	return verifyClaim(l, rowOf(l), "release")
 }
