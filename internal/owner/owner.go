@@ -84,9 +84,10 @@ func (c *Checker) Check(ctx context.Context, r Remote, l *provider.Lease, reclai
 // trip): a machine recorded for another state dir, or with another
 // machine's run in progress, is refused (exit 2, nothing changed on it)
 // unless reclaim. A claim this command just created (adoption by name) is
-// dropped again on refusal. next renders the command that takes the lease
-// over from here for an identifier.
-func (c *Checker) Claim(ctx context.Context, r Remote, l *provider.Lease, reclaim bool, next func(ident string) string) error {
+// dropped again on refusal. takeOver is the crabbox command that takes the
+// lease over from here for an identifier (e.g. "crabbox ssh --reclaim
+// blue"); the refusal shows it as exitcode.Next.
+func (c *Checker) Claim(ctx context.Context, r Remote, l *provider.Lease, reclaim bool, takeOver func(ident string) string) error {
 	res, err := c.Check(ctx, r, l, reclaim, true)
 	if err != nil {
 		return err
@@ -98,22 +99,22 @@ func (c *Checker) Claim(ctx context.Context, r Remote, l *provider.Lease, reclai
 	}
 	switch {
 	case res.Code == remotecmd.OwnerForeign && !l.Adopted:
-		return exitcode.Errorf(exitcode.Usage,
-			"lease %s was taken over by another machine (machine %s) at %s; its claim here is stale: `crabbox stop %s` drops it (or %s takes it back)",
-			l.ID, res.Record.MachineID, dash(res.Record.CreatedAt), l.ID, next(l.ID))
+		return exitcode.Refusef(
+			"lease %s was taken over by another machine (machine %s) at %s; its claim here is stale (`%s` would take it back); to drop it: %s",
+			l.ID, res.Record.MachineID, dash(res.Record.CreatedAt), takeOver(l.ID), exitcode.Next("crabbox stop "+l.ID))
 	case res.Code == remotecmd.OwnerForeign:
-		return exitcode.Errorf(exitcode.Usage,
+		return exitcode.Refusef(
 			"%s belongs to another machine (machine %s, lease %s, since %s); nothing was changed. To take it over from here: %s",
-			describe(l), res.Record.MachineID, dash(res.Record.LeaseID), dash(res.Record.CreatedAt), next(l.Workspace))
+			describe(l), res.Record.MachineID, dash(res.Record.LeaseID), dash(res.Record.CreatedAt), exitcode.Next(takeOver(l.Workspace)))
 	case res.Code == remotecmd.OwnerBusy:
 		b := res.Busy[0]
 		ident := l.ID
 		if l.Adopted {
 			ident = l.Workspace // its claim was dropped: the lease ID would not resolve
 		}
-		return exitcode.Errorf(exitcode.Usage,
+		return exitcode.Refusef(
 			"%s has a run in progress from another machine (machine %s, run %s); nothing was changed. To take it over anyway (that run's tree may change under it): %s",
-			describe(l), dash(b.MachineID), b.RunID, next(ident))
+			describe(l), dash(b.MachineID), b.RunID, exitcode.Next(takeOver(ident)))
 	}
 	if reclaim && res.Record.MachineID != "" {
 		if me, _ := c.MachineID(); res.Record.MachineID != me {
@@ -141,9 +142,9 @@ func (c *Checker) StopGate(ctx context.Context, r Remote, l *provider.Lease, rec
 	}
 	if len(res.Busy) > 0 {
 		b := res.Busy[0]
-		return false, exitcode.Errorf(exitcode.Usage,
-			"refusing to stop lease %s: %s has a run in progress from another machine (machine %s, run %s); nothing was changed. To stop it anyway: `crabbox stop --reclaim %s`",
-			l.ID, describe(l), dash(b.MachineID), b.RunID, l.ID)
+		return false, exitcode.Refusef(
+			"refusing to stop lease %s: %s has a run in progress from another machine (machine %s, run %s); nothing was changed. To stop it anyway: %s",
+			l.ID, describe(l), dash(b.MachineID), b.RunID, exitcode.Next("crabbox stop --reclaim "+l.ID))
 	}
 	return res.Code == remotecmd.OwnerForeign, nil
 }
