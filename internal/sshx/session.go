@@ -350,8 +350,8 @@ func (s *Session) WaitReady(ctx context.Context, timeout time.Duration, progress
 				next = "check that the host is up and lets you in (`ssh -p " + fmt.Sprint(port(s.t)) + " " + Destination(s.t) + "`)"
 			}
 			return exitcode.Errorf(exitcode.NotFound,
-				"timed out waiting for SSH on %s after %s (last error: %v); next_action=%s, then retry",
-				s.t.Host, timeout, lastErr, next)
+				"timed out waiting for SSH on %s after %s (last error: %v); %s",
+				s.t.Host, timeout, lastErr, exitcode.NextAction(next+", then retry"))
 		}
 		if progress != nil {
 			progress(elapsed, err)

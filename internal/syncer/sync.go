@@ -368,15 +368,17 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 func checkGuards(o Options, m *Manifest, report func(Event)) error {
 	if len(m.Deleted) >= MassDeletionThreshold && !o.AllowMassDeletions {
 		return exitcode.Errorf(exitcode.Sync,
-			"sync refused: %d tracked files are deleted locally (limit %d), e.g. %s; next_action=check `git status`, or set CRABBOX_ALLOW_MASS_DELETIONS=1 to sync anyway",
-			len(m.Deleted), MassDeletionThreshold-1, listSome(m.Deleted, 3))
+			"sync refused: %d tracked files are deleted locally (limit %d), e.g. %s; %s",
+			len(m.Deleted), MassDeletionThreshold-1, listSome(m.Deleted, 3),
+			exitcode.NextAction("check `git status`, or set CRABBOX_ALLOW_MASS_DELETIONS=1 to sync anyway"))
 	}
 	files, size := len(m.Files), m.Bytes
 	over := files > o.FailFiles || size > o.FailBytes
 	if over && !o.AllowLarge {
 		return exitcode.Errorf(exitcode.Sync,
-			"sync candidate too large: %d files, %s (limit %d files, %s); largest dirs: %s; next_action=exclude paths with sync.exclude or .crabboxignore, or pass --force-sync-large",
-			files, HumanSize(size), o.FailFiles, HumanSize(o.FailBytes), topDirs(m, 5))
+			"sync candidate too large: %d files, %s (limit %d files, %s); largest dirs: %s; %s",
+			files, HumanSize(size), o.FailFiles, HumanSize(o.FailBytes), topDirs(m, 5),
+			exitcode.NextAction("exclude paths with sync.exclude or .crabboxignore, or pass --force-sync-large"))
 	}
 	if over || files > o.WarnFiles || size > o.WarnBytes {
 		report(Event{Kind: "warning", Message: fmt.Sprintf(
@@ -463,8 +465,8 @@ func runScriptNotes(ctx context.Context, remote Remote, step, script string, std
 		if code == 5 { // another sync owns the workdir (see scripts.go)
 			next = "retry once the other sync into this workdir ended"
 		}
-		return "", exitcode.Errorf(exitcode.Sync, "sync %s step failed on %s (exit %d): %s; next_action=%s",
-			step, remote.Target().Host, code, detail, next)
+		return "", exitcode.Errorf(exitcode.Sync, "sync %s step failed on %s (exit %d): %s; %s",
+			step, remote.Target().Host, code, detail, exitcode.NextAction(next))
 	}
 	if notes != nil {
 		io.Copy(notes, &errb)
@@ -521,7 +523,7 @@ func runRsync(ctx context.Context, r execx.Runner, remote Remote, o Options, gen
 	}
 	var te *execx.TimeoutError
 	if errors.As(err, &te) {
-		return false, exitcode.Errorf(exitcode.Sync, "rsync timed out after %s; next_action=retry with --full-resync, or raise sync.timeout", o.Timeout)
+		return false, exitcode.Errorf(exitcode.Sync, "rsync timed out after %s; %s", o.Timeout, exitcode.NextAction("retry with --full-resync, or raise sync.timeout"))
 	}
 	var ee *execx.ExitError
 	if errors.As(err, &ee) {
@@ -530,7 +532,7 @@ func runRsync(ctx context.Context, r execx.Runner, remote Remote, o Options, gen
 		}
 		return false, rsyncExitError(remote.Target().Host, ee.Code, string(res.Stderr))
 	}
-	return false, exitcode.Errorf(exitcode.Sync, "rsync: %v; next_action=check that rsync is installed locally", err)
+	return false, exitcode.Errorf(exitcode.Sync, "rsync: %v; %s", err, exitcode.NextAction("check that rsync is installed locally"))
 }
 
 // rsyncExitError classifies a failed rsync. One that lost its transport
@@ -548,17 +550,17 @@ func rsyncExitError(host string, code int, stderr string) error {
 	low := strings.ToLower(stderr)
 	switch {
 	case strings.Contains(stderr, receiverMark):
-		return exitcode.Errorf(exitcode.Sync, "rsync to %s was refused by the workspace (exit %d): %s; next_action=retry", host, code, detail)
+		return exitcode.Errorf(exitcode.Sync, "rsync to %s was refused by the workspace (exit %d): %s; %s", host, code, detail, exitcode.NextAction("retry"))
 	case strings.Contains(low, "rsync: command not found") || strings.Contains(low, "rsync: not found") ||
 		strings.Contains(low, "rsync: no such file or directory"):
-		return exitcode.Errorf(exitcode.Sync, "rsync is not installed on the workspace %s (exit %d): %s; next_action=install rsync in the workspace image", host, code, detail)
+		return exitcode.Errorf(exitcode.Sync, "rsync is not installed on the workspace %s (exit %d): %s; %s", host, code, detail, exitcode.NextAction("install rsync in the workspace image"))
 	case code == 255 || code == 12 || code == 10 ||
 		strings.Contains(low, "broken pipe") || strings.Contains(low, "connection unexpectedly closed") ||
 		strings.Contains(low, "connection reset by peer"):
-		return exitcode.Errorf(exitcode.Transport, "rsync to %s lost its connection (exit %d): %s; next_action=retry", host, code, detail)
+		return exitcode.Errorf(exitcode.Transport, "rsync to %s lost its connection (exit %d): %s; %s", host, code, detail, exitcode.NextAction("retry"))
 	}
-	return exitcode.Errorf(exitcode.Sync, "rsync to %s failed (exit %d): %s; next_action=retry, or retry with --full-resync",
-		host, code, detail)
+	return exitcode.Errorf(exitcode.Sync, "rsync to %s failed (exit %d): %s; %s",
+		host, code, detail, exitcode.NextAction("retry, or retry with --full-resync"))
 }
 
 // rsyncList is the NUL-terminated list given to rsync: every path with a
