@@ -1,6 +1,6 @@
 // Package claims stores local lease claims: one JSON file per lease under
 // <stateDir>/claims, guarded by per-lease lock files under
-// <stateDir>/claim-locks (spec §4).
+// <stateDir>/claim-locks (docs/providers/coder.md, Claims).
 package claims
 
 import (
@@ -22,9 +22,11 @@ type Claim struct {
 	Provider string `json:"provider,omitempty"`
 	// CloudID is the canonical workspace ref "owner/name" for Coder.
 	CloudID string `json:"cloudID,omitempty"`
-	// WorkspaceID is the Coder workspace ID (D6).
+	// WorkspaceID is the Coder workspace ID: a recreated workspace of the
+	// same name is another workspace.
 	WorkspaceID string `json:"workspaceID,omitempty"`
-	// CoderURL is the Coder deployment URL the claim belongs to (D6).
+	// CoderURL is the Coder deployment URL the claim belongs to; claims of
+	// another deployment are ignored.
 	CoderURL string `json:"coderURL,omitempty"`
 	RepoRoot string `json:"repoRoot"`
 	// ClaimedAt and LastUsedAt are RFC3339 UTC timestamps.
@@ -38,7 +40,7 @@ type Claim struct {
 }
 
 // ExpiryGrace is added to a claim's idle timeout before cleanup may treat it
-// as expired (spec §4.5).
+// as expired.
 const ExpiryGrace = 12 * time.Hour
 
 // Expired reports whether cleanup may treat the claim as expired:
@@ -58,7 +60,7 @@ func (c Claim) Expired(now time.Time) bool {
 	return now.After(deadline)
 }
 
-// Bind applies the repo-binding rules of spec §4.4 to c inside an Update:
+// Bind applies the repo-binding rules to c inside an Update:
 //
 //   - an existing claim bound to a different, non-empty repo root is refused
 //     (exit 2) unless reclaim is set;

@@ -66,12 +66,11 @@ func (s *Store) lockPath(leaseID string) string {
 	return filepath.Join(s.LocksDir(), leaseID+lockExt)
 }
 
-// ValidateLeaseID checks that leaseID can name a claim file (spec §4.1): not
+// ValidateLeaseID checks that leaseID can name a claim file on any OS: not
 // empty, no surrounding whitespace, not "." or "..", none of <>:"/\|?*, NUL
 // or control characters, not ending in ".", not a Windows reserved device
-// name. Beyond the spec it also rejects a leading "." (hidden and temp
-// files), invalid UTF-8 and IDs longer than MaxLeaseIDLen bytes. Errors
-// carry exit code 2.
+// name, no leading "." (hidden and temp files), invalid UTF-8 and IDs longer
+// than MaxLeaseIDLen bytes. Errors carry exit code 2.
 func ValidateLeaseID(leaseID string) error {
 	if reason := fileIDProblem(leaseID); reason != "" {
 		return exitcode.Errorf(exitcode.Usage, "invalid lease id %q: %s", leaseID, reason)
@@ -349,7 +348,7 @@ func (s *Store) Get(leaseID string) (*Claim, error) {
 // ---------------------------------------------------------------------------
 // Writing
 
-// Update creates or mutates the claim of leaseID under its lock (spec §4.3):
+// Update creates or mutates the claim of leaseID under its lock:
 // it reads the current claim (refusing an unusable or misfiled one), calls fn
 // with a copy (exists=false: a fresh Claim with only LeaseID set), then sets
 // LeaseID, refreshes Revision and writes the file atomically. If fn returns

@@ -15,11 +15,12 @@ import (
 // rollbackTimeout bounds the release that undoes a failed acquisition.
 const rollbackTimeout = 2 * time.Minute
 
-// Acquire creates a lease-unique workspace, records the claim before
-// creating it, stores the canonical owner/name ref and workspace ID from the
-// first listing (D6) and waits for SSH readiness. A failure after the claim
-// is written is rolled back with the configured release action unless Keep
-// is set; a failed create first checks whether the workspace exists.
+// Acquire creates a lease-unique workspace, records the claim before creating
+// it, stores the canonical owner/name ref and workspace ID from the first
+// listing (the claim is then bound to that exact workspace) and waits for SSH
+// readiness. A failure after the claim is written is rolled back with the
+// configured release action unless Keep is set; a failed create first checks
+// whether the workspace exists.
 func (p *Provider) Acquire(ctx context.Context, req AcquireRequest) (*Lease, error) {
 	if strings.TrimSpace(p.Settings.Template) == "" {
 		return nil, exitcode.Errorf(exitcode.Usage, "provider=coder requires --coder-template or coder.template to create a workspace")
@@ -195,8 +196,9 @@ func (p *Provider) rollbackFailedCreate(ctx context.Context, req AcquireRequest,
 				p.recordRow(id, w)
 				return fmt.Errorf("%w; workspace %s exists and is kept (--keep); to release it: %s", cause, w.Ref(), exitcode.Next(p.manualStop(id)))
 			}
-			// Bind the claim to the workspace first, so that if the
-			// release fails the kept claim names it exactly (D4).
+			// Bind the claim to the workspace first, so that if the release
+			// fails the kept claim names it exactly (an exact claim is what
+			// lets a later stop release it).
 			p.recordRow(id, w)
 			return p.release(rctx, id, w.Ref(), cause)
 		}

@@ -289,7 +289,7 @@ func TestAcquireInventoryFailureWritesNothing(t *testing.T) {
 	}
 }
 
-// TestAcquireRollback is the rollback matrix of spec §9.9 with D4: only
+// TestAcquireRollback is the rollback matrix of a failed acquisition: only
 // the workspace just created is ever stopped or deleted.
 func TestAcquireRollback(t *testing.T) {
 	type tcase struct {

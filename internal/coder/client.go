@@ -384,7 +384,7 @@ type CreateOptions struct {
 	RichParameterFile    string
 }
 
-// CreateArgs is the exact argv of `coder create` (spec §9.2):
+// CreateArgs is the exact argv of `coder create`:
 //
 //	create --yes --template T [--preset P] [--no-wait] [--use-parameter-defaults]
 //	       [--parameter k=v]... [--rich-parameter-file F] <name>

@@ -36,7 +36,7 @@ func UniqueWorkspaceName(prefix, slug, leaseID string) (string, error) {
 }
 
 // WorkspaceName builds a Coder workspace name from the workspace prefix, a
-// (collision) slug and the lease ID (spec §9.3). The result is 1–32 chars
+// (collision) slug and the lease ID. The result is 1–32 chars
 // of [a-z0-9-], starts and ends alphanumeric and never holds "--".
 // A prefix leaving no room or an unusable result is an exit-2 error.
 func WorkspaceName(prefix, collisionSlug, leaseID string) (string, error) {

@@ -6,8 +6,8 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/lease"
 )
 
-// Owned decides whether an inventory row belongs to Crabbox (spec §9.5)
-// and returns its lease ID and slug:
+// Owned decides whether an inventory row belongs to Crabbox and returns its
+// lease ID and slug:
 //
 //  1. legacy crabbox_lease_id / crabbox_slug labels → owned; lease from
 //     crabbox_lease_id, else lease, else synthetic; slug from crabbox_slug,

@@ -360,7 +360,7 @@ func wantRefused(t *testing.T, err error, contains ...string) {
 
 func errFailure(msg string) error { return exitcode.New(exitcode.Failure, errors.New(msg)) }
 
-// One provider, several flows: whoami is asked once (D6), and a failing
+// One provider, several flows: whoami is asked once, and a failing
 // whoami or listing stops every flow before any mutation.
 func TestProviderWhoamiOnceAcrossFlows(t *testing.T) {
 	h := newHarness(t, nil)

@@ -12,7 +12,8 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/lease"
 )
 
-// Resolve finds the workspace for req.Ident (spec §9.8 with D4/D6).
+// Resolve finds the workspace for req.Ident (docs/providers/coder.md,
+// Resolving a lease): claims of this deployment first, then the inventory.
 func (p *Provider) Resolve(ctx context.Context, req ResolveRequest) (*Lease, error) {
 	ident := strings.TrimSpace(req.Ident)
 	if ident == "" {
@@ -137,7 +138,7 @@ func (sp *speculation) wait() {
 	}
 }
 
-// pick selects the workspace (spec §9.8 step 2).
+// pick selects the workspace.
 func (p *Provider) pick(ident string, matched, cs []claims.Claim, s *session, mode Mode) (*Lease, error) {
 	// a/b. A claim addressed by lease ID, slug or ref: prefer an exact
 	// lease-ID hit, then a unique claim.
@@ -168,7 +169,7 @@ func (p *Provider) pick(ident string, matched, cs []claims.Claim, s *session, mo
 				// The workspace the claim is bound to is gone. When the
 				// identifier names a live workspace (recreated under the
 				// same name), return that one with the claim attached so
-				// Release refuses it (D4) instead of reporting the named
+				// Release refuses it (no exact claim) instead of reporting the named
 				// workspace released. By lease ID or slug, the lease is
 				// simply missing and its claim can go.
 				if chosen.WorkspaceID != "" {
@@ -313,7 +314,7 @@ func sameDir(a, b string) bool {
 	return filepath.Clean(a) == filepath.Clean(b)
 }
 
-// requireExactClaim enforces D4 for a lease about to be stopped or deleted:
+// requireExactClaim guards a lease about to be stopped or deleted:
 // a claim (or crabbox's released record) must exist, and the claim's
 // workspace ID, name and owner must match the listing.
 func requireExactClaim(l *Lease) error {
@@ -328,8 +329,8 @@ func requireExactClaim(l *Lease) error {
 	return verifyClaim(l, rowOf(l), "release")
 }
 
-// Waiting for a build Coder is already running (spec: a build in progress
-// is waited for, never reported as a failure).
+// Waiting for a build Coder is already running: a build in progress is
+// waited for, never reported as a failure.
 var (
 	buildPollInterval = time.Second
 	buildWaitTimeout  = 10 * time.Minute

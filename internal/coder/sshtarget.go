@@ -8,7 +8,7 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
-// SSH facts every Coder target shares (spec §9.16).
+// SSH facts every Coder target shares (docs/providers/coder.md, SSH).
 const (
 	SSHUser = "coder"
 	SSHPort = 22

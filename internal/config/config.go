@@ -425,8 +425,9 @@ func parseEnvBool(s string) (b, ok bool) {
 func (c *Config) resolve() error {
 	provider := str(c.values["provider"].v)
 
-	// Coder work root (spec §5.3): a non-default generic root fills an unset
-	// coder.workRoot; an explicit coder.workRoot wins.
+	// Coder work root (docs/configuration.md, Work root): a non-default
+	// generic root fills an unset coder.workRoot; an explicit coder.workRoot
+	// wins.
 	generic := c.values["workRoot"]
 	cw := c.values["coder.workRoot"]
 	switch {

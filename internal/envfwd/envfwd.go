@@ -1,7 +1,7 @@
 // Package envfwd selects which local environment variables a remote run
-// receives (spec §7.2) and renders them for a 0600 remote env file. Values
-// never appear on a command line: the caller sends Render's output on the
-// remote command's stdin.
+// receives (docs/commands/run.md, Environment) and renders them for a 0600
+// remote env file. Values never appear on a command line: the caller sends
+// Render's output on the remote command's stdin.
 package envfwd
 
 import (

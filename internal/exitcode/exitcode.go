@@ -2,7 +2,8 @@
 // crabbox's error messages that callers and tests rely on.
 //
 // Commands and packages return errors; cli.Main maps them to a process exit
-// code in one place with Code. The codes are listed in docs/reliability.md.
+// code in one place with Code. The codes are listed in docs/commands/run.md
+// (Exit status).
 package exitcode
 
 import (

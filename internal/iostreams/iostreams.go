@@ -1,6 +1,6 @@
 // Package iostreams owns crabbox's stdio: where primary results and
 // diagnostics go, whether stderr is a terminal, NO_COLOR, and progress
-// display for slow steps (D11).
+// display for slow steps.
 package iostreams
 
 import (

@@ -136,7 +136,8 @@ func fileDigest(p string) string {
 }
 
 // TestRealOpenSSH drives a Session against a private sshd through a
-// ProxyCommand and checks D7: one master, one proxy, no ~/.ssh writes.
+// ProxyCommand and checks the one-tunnel rule: one master, one proxy, no
+// ~/.ssh writes.
 func TestRealOpenSSH(t *testing.T) {
 	d := startSSHD(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

@@ -63,7 +63,8 @@ type SessionOptions struct {
 }
 
 // Session is one OpenSSH control master over one ProxyCommand, shared by
-// every ssh and rsync invocation of a crabbox process (decision D7). The
+// every ssh and rsync invocation of a crabbox process, so a process opens
+// one tunnel however many steps it runs (docs/providers/coder.md, SSH). The
 // zero value is not usable; call NewSession. Its methods are safe for
 // concurrent use. Always Close it.
 type Session struct {
@@ -304,7 +305,7 @@ func (s *Session) Output(ctx context.Context, remote string) ([]byte, error) {
 }
 
 // WaitReady opens the session and runs the target's ready check until it
-// succeeds or timeout passes (spec §8.3/8.4). After each failure it calls
+// succeeds or timeout passes. After each failure it calls
 // progress (when non-nil) with the elapsed time and the failure, then waits
 // 2 s. Timing out is exit code 5. A refused host key (HostKeyError) is
 // returned at once.

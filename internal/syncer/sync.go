@@ -23,7 +23,7 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
-// Defaults (spec §6.6).
+// Defaults (docs/configuration.md lists them with their keys).
 const (
 	DefaultWarnFiles            = 50000
 	DefaultFailFiles            = 150000
@@ -58,7 +58,7 @@ type Options struct {
 	Fingerprint bool     // allow skipping an unchanged sync
 	FullResync  bool     // empty the workdir first; never skip
 	// GitSeed lets the first sync into an empty workdir clone the commit
-	// from a credential-free origin on the workspace first (spec §6.4).
+	// from a credential-free origin on the workspace first.
 	GitSeed bool
 	// PrepareHook is a shell snippet the remote prepare step runs first,
 	// with $wd set to the workdir (no extra round trip). It must not write
@@ -75,7 +75,7 @@ type Options struct {
 	RSync   string        // rsync program; "rsync" when empty
 }
 
-// DefaultOptions returns the spec defaults: Delete and Fingerprint on,
+// DefaultOptions returns the sync defaults: Delete and Fingerprint on,
 // 50000/150000 files, 5/20 GiB, 15m, rsync.
 func DefaultOptions() Options {
 	return Options{Delete: true, Fingerprint: true}.withDefaults()
