@@ -309,7 +309,8 @@ func TestFaultWarmupRelistFails(t *testing.T) {
 					t.Errorf("kept workspace = %+v", row)
 				}
 				// The claim was written before the workspace ID was
-				// known: it is bound by the lease-unique name (D4), so
+				// known: it is bound by the lease-unique name (crabbox never releases a
+				// workspace without an exact claim: docs/providers/coder.md), so
 				// the printed command releases it.
 				st := w.must("stop", "--id", id)
 				wantStderr(t, st, "stopped coder workspace lease="+id)
@@ -491,10 +492,10 @@ func TestFaultTunnelAndStop(t *testing.T) {
 	w.assertReleased(id, ws)
 }
 
-// cleanup with `coder stop` failing for the first of two expired leases:
-// the sweep stops there (spec 9.11.7), both claims stay (crabbox still owns
-// both workspaces), stderr names the lease and the next command; the next
-// cleanup releases both.
+// cleanup with `coder stop` failing for the first of two expired leases: the
+// sweep stops at the first failure (docs/reliability.md), both claims stay
+// (crabbox still owns both workspaces), stderr names the lease and the next
+// command; the next cleanup releases both.
 func TestFaultCleanupStopFails(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
@@ -530,8 +531,9 @@ func TestFaultCleanupStopFails(t *testing.T) {
 
 // Garbage from `coder whoami` / `coder list` (exit 0, not JSON) and a hung
 // `coder list`: read-only commands fail with the documented exit code
-// (spec: invalid list JSON is 5) and name the step; nothing is claimed. The hang costs
-// DefaultTimeout (60 s): crabbox has no shorter knob for captured calls.
+// (invalid list JSON is 5: docs/reliability.md) and name the step; nothing is
+// claimed. The hang costs DefaultTimeout (60 s): crabbox has no shorter knob
+// for captured calls.
 func TestFaultGarbageAndHang(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
@@ -57,6 +58,17 @@ type Command struct {
 
 // Meta is the run metadata dir under a workdir.
 func Meta(workdir string) string { return path.Join(workdir, ".crabbox") }
+
+// NeedsShell reports whether argv is a single word holding whitespace or
+// any of & | ; < > * $ ( ) or a backtick, i.e. a shell script meant for
+// bash rather than a program name (so `crabbox run -- "pnpm i && pnpm test"`
+// runs the script; Params.Shell).
+func NeedsShell(argv []string) bool {
+	if len(argv) != 1 {
+		return false
+	}
+	return strings.IndexFunc(argv[0], unicode.IsSpace) >= 0 || strings.ContainsAny(argv[0], "&|;<>*$()`")
+}
 
 // Script is the bash script that runs the user's command: `exec` of the
 // quoted argv words, or the joined words themselves with Shell.

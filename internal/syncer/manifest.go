@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/crabbox-dev/crabbox/internal/execx"
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
 )
 
 // gitStatConfig pins the settings git's "is this file modified?" stat
@@ -227,8 +228,8 @@ func BuildManifest(ctx context.Context, r execx.Runner, o Options) (*Manifest, e
 	}
 	if len(sparse) > 0 {
 		return nil, fmt.Errorf("%d tracked path(s) are outside the sparse checkout (skip-worktree), e.g. %s; "+
-			"crabbox cannot tell them from deletions; next_action=disable sparse checkout or exclude them with sync.exclude / .crabboxignore",
-			len(sparse), sparse[0])
+			"crabbox cannot tell them from deletions; %s",
+			len(sparse), sparse[0], exitcode.NextAction("disable sparse checkout or exclude them with sync.exclude / .crabboxignore"))
 	}
 	return m, nil
 }
