@@ -100,7 +100,7 @@ EXIT STATUS
 				return err
 			}
 			if err := lc.claimOwner(cmd.Context(), sess, l, reclaim, func(ident string) string {
-				return "`crabbox ssh --reclaim " + ident + "`"
+				return "crabbox ssh --reclaim " + ident
 			}); err != nil {
 				return err
 			}
@@ -179,8 +179,8 @@ EXIT STATUS
 				return exitcode.New(exitcode.Code(err), claimKeptMessage(l, kept))
 			}
 			if err != nil {
-				if exitcode.Code(err) == exitcode.Usage {
-					return err // a refusal already says what to do
+				if exitcode.IsRefused(err) {
+					return err // a refusal changed nothing and says what to do
 				}
 				// The claim stays (nothing was released): say so and how
 				// to retry.

@@ -193,7 +193,7 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	// lease ready.)
 	if !provider.KeepsOwnerRecord(d.Provider) {
 		if err := d.Owner.Claim(ctx, sess, l, s.Reclaim, func(ident string) string {
-			return "`crabbox run --reclaim --id " + ident + " -- …`"
+			return "crabbox run --reclaim --id " + ident + " -- …"
 		}); err != nil {
 			if l.Adopted {
 				r.lease = nil // its claim is gone again: no "kept" hint
@@ -240,7 +240,7 @@ func (r *run) execute(ctx context.Context) (int, error) {
 		r.notef("env forwarded: %s", strings.Join(names, ","))
 	}
 	rc := remotecmd.Render(remotecmd.Params{
-		Workdir: workdir, Subdir: s.Subdir, RunID: r.runID, Argv: s.Argv, Shell: s.Shell || sshx.NeedsShell(s.Argv),
+		Workdir: workdir, Subdir: s.Subdir, RunID: r.runID, Argv: s.Argv, Shell: s.Shell || remotecmd.NeedsShell(s.Argv),
 		ResultsAuto: s.ResultsAuto, Env: envfwd.Render(vars),
 	})
 	r.notef("running on %s %s", l.Workspace, runs.CommandLine(s.Argv, s.Shell))
@@ -270,7 +270,7 @@ func (r *run) execute(ctx context.Context) (int, error) {
 			if r.stopRemote(ctx, sess, rc.PIDFile, l.Workspace) {
 				r.notef("stopped the remote command after the tunnel dropped")
 			}
-			return -1, fmt.Errorf("running the command on %s: %w; next: `crabbox status %s`, then rerun", l.Workspace, err, l.Ident())
+			return -1, fmt.Errorf("running the command on %s: %w; %s, then rerun", l.Workspace, err, exitcode.Next("crabbox status "+l.Ident()))
 		}
 		return -1, err
 	}
@@ -402,7 +402,7 @@ func (r *run) finish(code int, runErr error) (Outcome, error) {
 		phase := runs.Phase{Name: "release", Ms: d.Now().Sub(releaseStart).Milliseconds()}
 		switch {
 		case out.ReleaseErr != nil:
-			phase.Error = firstLine(out.ReleaseErr.Error())
+			phase.Error = execx.FirstLine(out.ReleaseErr.Error())
 		case !out.Released:
 			phase.Skipped, phase.Reason = true, "lease kept"
 		}
@@ -442,14 +442,6 @@ func (r *run) update(fn func(*runs.Record)) {
 func dash(s string) string {
 	if s == "" {
 		return "-"
-	}
-	return s
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
 	}
 	return s
 }
