@@ -280,7 +280,7 @@ stderr: skip coder workspace=<name> reason=<reason>`,
 					kept.Result.Action, kept.LeaseID, kept.Err, filepath.Dir(kept.Path)))
 			}
 			if err != nil && !dryRun {
-				// The sweep stops at the first failure (spec 9.11.7): name
+				// The sweep stops at the first failure (nothing after it is touched): name
 				// the lease it stopped at and what is left to do.
 				for _, d := range decisions {
 					if d.Action != "" && !d.Done {
