@@ -307,19 +307,7 @@ func (p *Provider) takeReleased(tx *claims.Tx, s *session, cs []claims.Claim, re
 // claimReused writes the new lease's claim for a released workspace and
 // removes the released record, under the allocation lock.
 func (p *Provider) claimReused(tx *claims.Tx, id string, r *claims.Released, w *Workspace, cs []claims.Claim, s *session, req AcquireRequest, now time.Time) error {
-	inUse := func(sl string) bool {
-		for _, c := range cs {
-			if lease.NormalizeSlug(c.Slug) == sl {
-				return true
-			}
-		}
-		return false
-	}
-	base := r.Slug
-	if base == "" {
-		base = lease.GeneratedSlug(id)
-	}
-	slug, err := lease.AllocateSlug(base, id, inUse)
+	slug, err := claims.AllocateSlug(cs, r.Slug, id)
 	if err != nil {
 		return err
 	}

@@ -142,21 +142,9 @@ func (sp *speculation) wait() {
 func (p *Provider) pick(ident string, matched, cs []claims.Claim, s *session, mode Mode) (*Lease, error) {
 	// a/b. A claim addressed by lease ID, slug or ref: prefer an exact
 	// lease-ID hit, then a unique claim.
-	var chosen *claims.Claim
-	for i := range matched {
-		if matched[i].LeaseID == ident {
-			chosen = &matched[i]
-		}
-	}
-	if chosen == nil && len(matched) == 1 {
-		chosen = &matched[0]
-	}
-	if chosen == nil && len(matched) > 1 {
-		ids := make([]string, 0, len(matched))
-		for _, c := range matched {
-			ids = append(ids, c.LeaseID)
-		}
-		return nil, exitcode.Errorf(exitcode.NotFound, "%q is ambiguous: it matches %d claimed leases (%s); use a lease ID", ident, len(matched), strings.Join(ids, ", "))
+	chosen, err := claims.Pick(matched, ident)
+	if err != nil {
+		return nil, err
 	}
 	if chosen != nil {
 		ref := p.claimRef(*chosen)

@@ -129,19 +129,7 @@ func (p *Provider) claimFree(id string, req AcquireRequest, tried map[string]boo
 		if chosen == nil {
 			return nil
 		}
-		inUse := func(sl string) bool { // slugs are unique across this state dir
-			for _, c := range all {
-				if lease.NormalizeSlug(c.Slug) == sl {
-					return true
-				}
-			}
-			return false
-		}
-		base := req.Slug
-		if base == "" {
-			base = lease.GeneratedSlug(id)
-		}
-		slug, err := lease.AllocateSlug(base, id, inUse)
+		slug, err := claims.AllocateSlug(all, req.Slug, id)
 		if err != nil {
 			return err
 		}

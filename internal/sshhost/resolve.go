@@ -50,21 +50,9 @@ func (p *Provider) pick(ident string, cs []claims.Claim) (*Lease, error) {
 			matched = append(matched, c)
 		}
 	}
-	var chosen *claims.Claim
-	for i := range matched {
-		if matched[i].LeaseID == ident {
-			chosen = &matched[i]
-		}
-	}
-	if chosen == nil && len(matched) == 1 {
-		chosen = &matched[0]
-	}
-	if chosen == nil && len(matched) > 1 {
-		ids := make([]string, 0, len(matched))
-		for _, c := range matched {
-			ids = append(ids, c.LeaseID)
-		}
-		return nil, exitcode.Errorf(exitcode.NotFound, "%q is ambiguous: it matches %d claimed leases (%s); use a lease ID", ident, len(matched), strings.Join(ids, ", "))
+	chosen, err := claims.Pick(matched, ident)
+	if err != nil {
+		return nil, err
 	}
 	if chosen != nil {
 		return p.buildLease(p.hostForClaim(*chosen), chosen), nil
@@ -180,15 +168,7 @@ func (p *Provider) adopt(l *Lease, req ResolveRequest) (*Lease, error) {
 		if c := claimForHost(*h, cs); c != nil {
 			return exitcode.Refusef("ssh host %s was just claimed here by %s; use that lease", h.Name, describeClaim(*c))
 		}
-		inUse := func(sl string) bool {
-			for _, c := range all {
-				if lease.NormalizeSlug(c.Slug) == sl {
-					return true
-				}
-			}
-			return false
-		}
-		slug, err := lease.AllocateSlug(lease.GeneratedSlug(id), id, inUse)
+		slug, err := claims.AllocateSlug(all, "", id)
 		if err != nil {
 			return err
 		}
