@@ -61,7 +61,8 @@ CRABBOX_LEASE_ID, CRABBOX_RUN_ID and CRABBOX_SLUG are always set.
 
 EXIT STATUS
   the remote command's exit code, unchanged
-  1    --fail-on-test-failures and JUnit failures on an otherwise passing run
+  1    --fail-on-test-failures and JUnit failures on an otherwise passing run,
+       or a --capture-* file that could not be written
   2    usage, configuration or claim conflict
   5    lease not found, ambiguous, or timed out waiting
   6    sync failure
