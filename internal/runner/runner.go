@@ -64,6 +64,19 @@ type Spec struct {
 	// Stdout and Stderr receive the command's streams (the run log gets a
 	// copy).
 	Stdout, Stderr io.Writer
+	// Stdin, when non-nil, is forwarded to the command, EOF included
+	// (crabbox's stdin when it is not a terminal); nil gives the command
+	// /dev/null.
+	Stdin io.Reader
+	// Script, when non-nil, is run instead of a command (uploaded under the
+	// workdir's .crabbox/scripts/), with Argv as its arguments; Shell is
+	// ignored.
+	Script *Script
+	// CaptureStdout and CaptureStderr, when set, are local files (0600,
+	// put in place when the command ends) that receive that remote stream's
+	// raw bytes instead of Stdout/Stderr and the run log; the log notes the
+	// capture and its size. See LocalOutputPaths and CheckLocalOutputs.
+	CaptureStdout, CaptureStderr string
 }
 
 // Deps are the services a run uses.
@@ -116,6 +129,7 @@ type run struct {
 	lease  *provider.Lease
 	fresh  bool
 	timing map[string]any
+	caps   []*capture
 }
 
 // Run runs s. The error is nil only when the run succeeded; its exit code
@@ -129,9 +143,17 @@ func Run(ctx context.Context, d Deps, s Spec) (Outcome, error) {
 	}
 	r := &run{d: d, s: s, runID: lease.NewRunID(), fresh: s.Ident == "",
 		timing: map[string]any{"provider": d.Provider.Name()}}
+	// Local outputs are checked and made before anything runs.
 	var err error
+	if err = CheckLocalOutputs(LocalOutputPaths(s)); err == nil {
+		r.caps, err = openCaptures(s)
+	}
+	if err != nil {
+		return Outcome{RunID: r.runID, Exit: exitcode.Code(err), Timing: r.timing}, err
+	}
+	defer abortCaptures(r.caps) // a no-op for the committed ones
 	r.rec, err = d.Runs.Start(runs.Record{
-		ID: r.runID, Provider: d.Provider.Name(), RepoRoot: s.RepoRoot, Command: s.Argv, Shell: s.Shell, StartedAt: d.Now(),
+		ID: r.runID, Provider: d.Provider.Name(), RepoRoot: s.RepoRoot, Command: s.commandWords(), Shell: s.Shell && s.Script == nil, StartedAt: d.Now(),
 	})
 	if err != nil {
 		return Outcome{RunID: r.runID, Exit: exitcode.Code(err), Timing: r.timing}, err
@@ -239,17 +261,36 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	if names := envfwd.Names(vars); len(names) > 4 {
 		r.notef("env forwarded: %s", strings.Join(names, ","))
 	}
-	rc := remotecmd.Render(remotecmd.Params{
+	p := remotecmd.Params{
 		Workdir: workdir, Subdir: s.Subdir, RunID: r.runID, Argv: s.Argv, Shell: s.Shell || remotecmd.NeedsShell(s.Argv),
-		ResultsAuto: s.ResultsAuto, Env: envfwd.Render(vars),
-	})
-	r.notef("running on %s %s", l.Workspace, runs.CommandLine(s.Argv, s.Shell))
+		ResultsAuto: s.ResultsAuto, Env: envfwd.Render(vars), ForwardStdin: s.Stdin != nil,
+	}
+	if s.Script != nil {
+		p.Shell, p.UserScript = false, &remotecmd.UserScript{Body: string(s.Script.Body)}
+	}
+	rc := remotecmd.Render(p)
+	r.notef("running on %s %s", l.Workspace, runs.CommandLine(s.commandWords(), s.Shell && s.Script == nil))
 
+	in, err := newCommandInput(rc.Stdin, s.Stdin)
+	if err != nil {
+		return -1, err
+	}
 	cmdStart := d.Now()
 	logw := r.rec.Log()
-	code, err := sess.Run(ctx, rc.Line, strings.NewReader(rc.Stdin), io.MultiWriter(s.Stdout, logw), io.MultiWriter(s.Stderr, logw))
+	var stdout, stderr io.Writer = io.MultiWriter(s.Stdout, logw), io.MultiWriter(s.Stderr, logw)
+	if f := captureFile(r.caps, "stdout"); f != nil {
+		stdout = f // the file itself: ssh writes it directly
+	}
+	if f := captureFile(r.caps, "stderr"); f != nil {
+		stderr = f
+	}
+	code, err := sess.Run(ctx, rc.Line, in.r, stdout, stderr)
 	r.timing["commandMs"] = d.Now().Sub(cmdStart).Milliseconds()
+	if rerr := in.close(); rerr != nil {
+		r.notef("warning: reading stdin for the command: %v (the command saw EOF there)", rerr)
+	}
 	if ctx.Err() != nil {
+		_ = r.commitCaptures(r.caps, "the run was interrupted, so it may end early")
 		r.stopRemote(ctx, sess, rc.PIDFile, l.Workspace)
 		return exitcode.Interrupted, context.Canceled
 	}
@@ -261,6 +302,11 @@ func (r *run) execute(ctx context.Context) (int, error) {
 			code, err = c, nil
 		}
 	}
+	partial := ""
+	if err != nil {
+		partial = "the tunnel failed, so it may end early"
+	}
+	capErr := r.commitCaptures(r.caps, partial)
 	if err != nil {
 		if exitcode.Code(err) == exitcode.Transport {
 			// The tunnel dropped mid-command, but the remote command runs on
@@ -276,6 +322,9 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	}
 	if len(s.JUnit) > 0 || s.ResultsAuto {
 		r.collectResults(ctx, sess, workdir, rc.Dir)
+	}
+	if capErr != nil && code == 0 {
+		return -1, capErr // the file asked for is missing: not a success
 	}
 	return code, nil
 }
