@@ -46,8 +46,9 @@ type Manifest struct {
 }
 
 type fileInfo struct {
-	mode fs.FileMode
-	size int64
+	mode  fs.FileMode
+	size  int64
+	ctime int64 // status change time, Unix seconds (0 where unknown)
 }
 
 // indexEntry is one tracked path as `git ls-files -v -s --cached
@@ -66,6 +67,9 @@ type snapshot struct {
 	head      string // HEAD commit, "none" without commits
 	index     map[string]*indexEntry
 	untracked []string
+	// indexMtime is the index file's mtime (Unix seconds) just before git
+	// read it; -1 when unknown. See racyClean.
+	indexMtime int64
 }
 
 // RepoName is the remote directory name for the repository at repoRoot:
@@ -218,7 +222,7 @@ func BuildManifest(ctx context.Context, r execx.Runner, o Options) (*Manifest, e
 			return nil, fmt.Errorf("stat %s: %w", p, err)
 		case fi.Mode().IsRegular() || fi.Mode()&fs.ModeSymlink != 0:
 			m.Files = append(m.Files, p)
-			m.info = append(m.info, fileInfo{mode: fi.Mode(), size: fi.Size()})
+			m.info = append(m.info, fileInfo{mode: fi.Mode(), size: fi.Size(), ctime: ctimeOf(fi)})
 			m.Bytes += fi.Size()
 		case fi.IsDir() && k.ie != nil:
 			m.Deleted = append(m.Deleted, p) // a tracked file replaced by a directory
@@ -253,6 +257,7 @@ func readSnapshot(ctx context.Context, r execx.Runner, root string, others bool)
 		defer wg.Done()
 		head = headCommit(ctx, r, root)
 	}()
+	indexMtime := indexFileMtime(root)
 	res, err := r.Run(ctx, execx.Cmd{Name: "git", Args: args})
 	wg.Wait()
 	if err != nil {
@@ -265,7 +270,7 @@ func readSnapshot(ctx context.Context, r execx.Runner, root string, others bool)
 	if err != nil {
 		return nil, err
 	}
-	s.head = head
+	s.head, s.indexMtime = head, indexMtime
 	return s, nil
 }
 
