@@ -198,6 +198,12 @@ func TestFingerprintStagedSameSecondEdit(t *testing.T) {
 		content[1] += byte(i / 10)
 		content[2] += byte(i % 10)
 		write(t, repo, "a.txt", string(content))
+		// An old mtime, so git's own racy-entry check (mtime not before
+		// the index) does not catch the edit: only the ctime could.
+		old := time.Now().Add(-time.Hour)
+		if err := os.Chtimes(filepath.Join(repo, "a.txt"), old, old); err != nil {
+			t.Fatal(err)
+		}
 		gitIn(t, repo, "add", "a.txt")
 		before := fingerprintOf(t, o)
 		content[0] = 't'
