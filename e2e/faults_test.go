@@ -29,11 +29,11 @@ import (
 //	            command, touch <dir>/done.<verb>.<n>
 //	drop-after Ns  run the real command and SIGKILL it after N s (for
 //	            `ssh --stdio`: the tunnel drops), exit 1
-//	stall-when PATH  run the real command; once PATH exists, SIGSTOP it
+//	stall-when GLOB  run the real command; once a file matches GLOB, SIGSTOP it
 //	            (for `ssh --stdio`: the tunnel stalls, nothing closes);
 //	            the stopped process is killed 90 s later at the latest.
-//	            Only one call stalls: the first one still alive when PATH
-//	            appears (with "ssh *" that is the tunnel carrying the
+//	            Only one call stalls: the first one still alive when GLOB
+//	            matches (with "ssh *" that is the tunnel carrying the
 //	            traffic, even when an earlier tunnel failed to start);
 //	            a call started after it passes. Until it stalls, a
 //	            hang-up (ssh closing its ProxyCommand) ends it, as it
@@ -107,7 +107,7 @@ stall-when)
 	"$real" "$@" <&0 &
 	child=$!
 	trap 'kill -KILL "$child" 2>/dev/null; exit 1' HUP TERM
-	for i in $(seq 1200); do [ -e "$arg" ] && break; kill -0 "$child" 2>/dev/null || { wait "$child"; exit $?; }; sleep 0.1; done
+	for i in $(seq 1200); do compgen -G "$arg" >/dev/null && break; kill -0 "$child" 2>/dev/null || { wait "$child"; exit $?; }; sleep 0.1; done
 	if ! mkdir "$dir/stall.claimed" 2>/dev/null || ! kill -0 "$child" 2>/dev/null; then wait "$child"; exit $?; fi
 	kill -STOP "$child"
 	touch "$dir/stalled.$verb.$n"
@@ -590,11 +590,15 @@ func TestFaultTunnelStallsMidSync(t *testing.T) {
 	f := newFaults(t)
 	l := w.warmup("--coder-cli", f.wrapper, "--slug", "e2e-stall")
 	big := w.writeRandom("big.bin", 3<<20)
-	slow, started := slowRsync(t, 300)
-	// The tunnel alive when the rsync starts stalls. (It was "the first
-	// ssh call": on a loaded machine the first tunnel may fail to start
-	// and be replaced, and the stalled orphan then carried nothing.)
-	f.set("ssh * stall-when " + started)
+	slow, _ := slowRsync(t, 300)
+	// The tunnel stalls once rsync's data is flowing through it: the
+	// receiver has made its temporary file. Stalling when rsync merely
+	// started raced ssh: a stall during the multiplexing handshake made
+	// rsync's ssh fall back to a direct connection of its own when the
+	// master gave up, and the sync then succeeded with no retry (seen on
+	// a loaded clean clone). The first tunnel alive at that point is the
+	// one that stalls.
+	f.set("ssh * stall-when " + filepath.Join(w.remoteDir(l.id), ".big.bin.*"))
 	r := w.crabboxEnv(slow, f.args("run", "--id", l.id, "--", "sh", "-c", "wc -c < big.bin")...)
 	stalled, _ := filepath.Glob(filepath.Join(f.dir, "stalled.ssh.*"))
 	if len(stalled) != 1 {
