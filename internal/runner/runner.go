@@ -284,7 +284,24 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	if f := captureFile(r.caps, "stderr"); f != nil {
 		stderr = f
 	}
+	// An interrupt stops the remote process group at once, while the ssh
+	// client is still being torn down: an OpenSSH server keeps a session's
+	// command running after its client goes, and the control master holds
+	// the client's output pipes until the command ends, so waiting for the
+	// client first costs its whole WaitDelay.
+	cmdDone := make(chan struct{})
+	earlyStop := make(chan struct{})
+	go func() {
+		defer close(earlyStop)
+		select {
+		case <-ctx.Done():
+			r.stopRemoteQuiet(ctx, sess, rc.PIDFile)
+		case <-cmdDone:
+		}
+	}()
 	code, err := sess.Run(ctx, rc.Line, in.r, stdout, stderr)
+	close(cmdDone)
+	<-earlyStop
 	r.timing["commandMs"] = d.Now().Sub(cmdStart).Milliseconds()
 	if rerr := in.close(); rerr != nil {
 		r.notef("warning: reading stdin for the command: %v (the command saw EOF there)", rerr)
@@ -376,6 +393,14 @@ func commandExit(ctx context.Context, sess *sshx.Session, exitFile string) (int,
 		return 0, false
 	}
 	return remotecmd.ParseExitStatus(string(out))
+}
+
+// stopRemoteQuiet is stopRemote's first try on an interrupt: no warning
+// (stopRemote follows once the command's ssh has ended, and warns then).
+func (r *run) stopRemoteQuiet(ctx context.Context, sess *sshx.Session, pidFile string) {
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	_, _ = sess.Run(kctx, remotecmd.KillScript(pidFile), nil, nil, nil)
 }
 
 // stopRemote stops the run's remote process group (interrupt, or a tunnel
