@@ -12,6 +12,7 @@ import (
 
 	"github.com/crabbox-dev/crabbox/internal/config"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/iostreams"
 	"github.com/crabbox-dev/crabbox/internal/results"
 	"github.com/crabbox-dev/crabbox/internal/runs"
 )
@@ -116,21 +117,13 @@ func histLine(r runs.Record) string {
 	}
 	duration := "-"
 	if !r.EndedAt.IsZero() {
-		duration = histDuration(r.Duration())
+		duration = iostreams.FormatDuration(r.Duration())
 	}
 	return fmt.Sprintf("%s %s %s %s exit=%s duration=%s started=%s command=%s",
 		r.ID, dash(r.LeaseID), dash(r.Slug), r.State, exit, duration,
 		r.StartedAt.UTC().Format(time.RFC3339), runs.CommandLine(r.Command, r.Shell))
 }
 
-// histDuration is "850ms" under a second, else rounded to 0.1 s
-// ("12.3s", "1m30.5s").
-func histDuration(d time.Duration) string {
-	if d < time.Second {
-		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
-	}
-	return d.Round(100 * time.Millisecond).String()
-}
 
 func newLogsCmd(f *Factory) *cobra.Command {
 	var (
