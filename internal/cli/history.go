@@ -124,7 +124,6 @@ func histLine(r runs.Record) string {
 		r.StartedAt.UTC().Format(time.RFC3339), runs.CommandLine(r.Command, r.Shell))
 }
 
-
 func newLogsCmd(f *Factory) *cobra.Command {
 	var (
 		tail   int
