@@ -214,7 +214,7 @@ type receiver struct {
 	ended  bool // the stream reached its end record (Z, T+tar, W, Q)
 
 	root    *os.Root
-	dirs    map[string]bool // made below root
+	dirs    map[string]bool     // made below root
 	want    map[string][]target // resolved path -> where it goes
 	sizes   map[string]int64    // resolved path -> announced size
 	order   []string            // resolved paths, first announcement order
