@@ -61,6 +61,8 @@ type Spec struct {
 	JUnit              []string
 	ResultsAuto        bool
 	FailOnTestFailures bool
+	// Artifacts are fetched after the command (artifacts.go).
+	Artifacts ArtifactSpec
 	// Stdout and Stderr receive the command's streams (the run log gets a
 	// copy).
 	Stdout, Stderr io.Writer
@@ -105,6 +107,12 @@ type Outcome struct {
 	Timing map[string]any
 	// Total is the run record's duration (release included).
 	Total time.Duration
+	// FailedStep is where a failed or interrupted run stopped (Step*);
+	// Bundle its failure bundle ("" when none); Digest what to print about
+	// it (nil when the run succeeded).
+	FailedStep string
+	Bundle     string
+	Digest     *Digest
 }
 
 // run is one run in progress.
@@ -116,6 +124,10 @@ type run struct {
 	lease  *provider.Lease
 	fresh  bool
 	timing map[string]any
+	// step is the step in progress (Step*); envNames the variables the
+	// command got (nil before they are known).
+	step     string
+	envNames []string
 }
 
 // Run runs s. The error is nil only when the run succeeded; its exit code
@@ -127,7 +139,7 @@ func Run(ctx context.Context, d Deps, s Spec) (Outcome, error) {
 	if d.EndProgress == nil {
 		d.EndProgress = func(error) {}
 	}
-	r := &run{d: d, s: s, runID: lease.NewRunID(), fresh: s.Ident == "",
+	r := &run{d: d, s: s, runID: lease.NewRunID(), fresh: s.Ident == "", step: StepLease,
 		timing: map[string]any{"provider": d.Provider.Name()}}
 	var err error
 	r.rec, err = d.Runs.Start(runs.Record{
@@ -220,6 +232,7 @@ func (r *run) execute(ctx context.Context) (int, error) {
 		r.runID, l.ID, dash(l.Slug), d.Provider.Name(), l.Ref, l.Target.User, l.Target.Host, workdir, cwd)
 
 	if !s.NoSync {
+		r.step = StepSync
 		if err := r.sync(ctx, sess, workdir); err != nil {
 			return -1, err
 		}
@@ -236,8 +249,9 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	// The run's machine, in its environment: another machine's owner
 	// check sees this run as in progress while it lives.
 	vars["CRABBOX_MACHINE_ID"] = machine
-	if names := envfwd.Names(vars); len(names) > 4 {
-		r.notef("env forwarded: %s", strings.Join(names, ","))
+	r.envNames = envfwd.Names(vars)
+	if len(r.envNames) > 4 {
+		r.notef("env forwarded: %s", strings.Join(r.envNames, ","))
 	}
 	rc := remotecmd.Render(remotecmd.Params{
 		Workdir: workdir, Subdir: s.Subdir, RunID: r.runID, Argv: s.Argv, Shell: s.Shell || sshx.NeedsShell(s.Argv),
@@ -245,6 +259,7 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	})
 	r.notef("running on %s %s", l.Workspace, runs.CommandLine(s.Argv, s.Shell))
 
+	r.step = StepCommand
 	cmdStart := d.Now()
 	logw := r.rec.Log()
 	code, err := sess.Run(ctx, rc.Line, strings.NewReader(rc.Stdin), io.MultiWriter(s.Stdout, logw), io.MultiWriter(s.Stderr, logw))
@@ -275,7 +290,17 @@ func (r *run) execute(ctx context.Context) (int, error) {
 		return -1, err
 	}
 	if len(s.JUnit) > 0 || s.ResultsAuto {
+		r.step = StepResults
 		r.collectResults(ctx, sess, workdir, rc.Dir)
+	}
+	if s.Artifacts.wanted() {
+		r.step = StepArtifacts
+		if err := r.fetchArtifacts(ctx, sess, workdir, code); err != nil {
+			if errors.Is(err, context.Canceled) {
+				return exitcode.Interrupted, err
+			}
+			return -1, err
+		}
 	}
 	return code, nil
 }
@@ -371,6 +396,10 @@ func (r *run) finish(code int, runErr error) (Outcome, error) {
 	case exit != 0:
 		state = "failed"
 	}
+	step := r.failedStep(code, exit, runErr, interrupted)
+	if step != "" {
+		r.update(func(rec *runs.Record) { rec.FailedStep = step })
+	}
 	// The outcome is recorded before the release, so a kill during the
 	// release leaves a finished record.
 	if err := r.rec.Finish(state, exit); err != nil {
@@ -380,7 +409,12 @@ func (r *run) finish(code int, runErr error) (Outcome, error) {
 		r.notef("warning: run %s: %s (the outcome is recorded)", r.runID, runs.LogIncompleteNote(&rec))
 	}
 
-	out := Outcome{RunID: r.runID, Exit: exit, State: state, Lease: r.lease, Timing: r.timing, Policy: s.StopAfter}
+	out := Outcome{RunID: r.runID, Exit: exit, State: state, Lease: r.lease, Timing: r.timing, Policy: s.StopAfter, FailedStep: step}
+	// The bundle is written before the release (a kill during a slow
+	// release still leaves one) and again after it, with the release.
+	if step != "" {
+		out.Bundle = r.writeBundle(step, false)
+	}
 	if out.Policy == "" {
 		out.Policy = "auto"
 	}
@@ -411,6 +445,23 @@ func (r *run) finish(code int, runErr error) (Outcome, error) {
 		}
 		out.StopCommand = provider.StopCommand(d.Provider, r.lease.Ident())
 		r.timing["stopCommand"] = out.StopCommand
+	}
+	if step == "" && runErr == nil && out.ReleaseErr != nil {
+		step = StepRelease
+		out.FailedStep = step
+		if err := r.rec.Update(func(rec *runs.Record) { rec.FailedStep = step }); err != nil {
+			r.notef("warning: recording run %s: %v", r.runID, err)
+		}
+	}
+	if step != "" {
+		out.Bundle = r.writeBundle(step, out.Released)
+		rec := r.rec.Record()
+		tests, more := failingTests(rec.Results, digestTests)
+		out.Digest = &Digest{RunID: r.runID, State: state, Step: step, Exit: exit, Tests: tests, More: more,
+			Bundle: out.Bundle, Next: NextSteps(rec, out, step)}
+		if state == "succeeded" { // a failed release after a passing run
+			out.Digest.State, out.Digest.Exit = "failed", exitcode.Transport
+		}
 	}
 	out.Total = r.rec.Record().Duration().Truncate(time.Millisecond)
 	r.timing["totalMs"], r.timing["exitCode"], r.timing["runStatus"] = out.Total.Milliseconds(), exit, state
