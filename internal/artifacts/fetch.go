@@ -222,6 +222,7 @@ type receiver struct {
 	names   map[string]bool
 	tmps    []string // download temp files not renamed yet
 	dlIndex map[int]bool
+	noted   map[Note]bool
 }
 
 func (rc *receiver) read(r io.Reader) error {
@@ -381,6 +382,13 @@ func (rc *receiver) expect(real string, size int64, t target) error {
 }
 
 func (rc *receiver) note(n Note) {
+	if rc.noted[n] { // a file matched by two patterns is refused once
+		return
+	}
+	if rc.noted == nil {
+		rc.noted = map[Note]bool{}
+	}
+	rc.noted[n] = true
 	if len(rc.res.Notes) < keptNotes {
 		rc.res.Notes = append(rc.res.Notes, n)
 		return

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -96,11 +97,11 @@ func (r *run) fetchArtifacts(ctx context.Context, sess *sshx.Session, workdir st
 		r.notef("warning: artifacts: %s", w)
 	}
 	if res.Skipped > 0 {
-		r.notef("warning: artifacts: %d of %d matching files (%d bytes) not fetched: over artifacts.maxFiles=%d or artifacts.maxBytes=%d; raise them (CRABBOX_ARTIFACTS_MAX_FILES, CRABBOX_ARTIFACTS_MAX_BYTES or the config) or narrow the patterns",
-			res.Skipped, res.Matched, res.SkippedBytes, req.MaxFiles, req.MaxBytes)
+		r.notef("warning: artifacts: fetched %d of %d matching files; %d (%d bytes) left out: over artifacts.maxFiles=%d or artifacts.maxBytes=%d; raise them (CRABBOX_ARTIFACTS_MAX_FILES, CRABBOX_ARTIFACTS_MAX_BYTES or the config) or narrow the patterns",
+			res.Matched-res.Skipped, res.Matched, res.Skipped, res.SkippedBytes, req.MaxFiles, req.MaxBytes)
 	}
 	if len(res.Artifacts) > 0 {
-		r.notef("artifacts: %d files (%d bytes) kept; list them with `crabbox artifacts %s`", len(res.Artifacts), runs.ArtifactBytes(res.Artifacts), r.runID)
+		r.notef("artifacts: %s (%d bytes) kept; list them with `crabbox artifacts %s`", files(len(res.Artifacts)), runs.ArtifactBytes(res.Artifacts), r.runID)
 	} else if len(req.Globs)+len(req.Require) > 0 && err == nil {
 		r.notef("artifacts: no file matched %s", strings.Join(append(append([]string(nil), req.Globs...), req.Require...), " "))
 	}
@@ -138,4 +139,11 @@ func (r *run) fetchArtifacts(ctx context.Context, sess *sshx.Session, workdir st
 		return exitcode.Errorf(exitcode.Transport, "fetching artifacts: %d of %d downloads answered", got, len(a.Downloads))
 	}
 	return nil
+}
+
+func files(n int) string {
+	if n == 1 {
+		return "1 file"
+	}
+	return strconv.Itoa(n) + " files"
 }

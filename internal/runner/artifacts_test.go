@@ -64,7 +64,7 @@ func TestRunArtifactsPassedAndFailed(t *testing.T) {
 		if !slices.Equal(paths, []string{"out/a.bin", "cov/deep/two.txt", "cov/one.txt"}) {
 			t.Errorf("exit %d: artifacts %q\n%s", exit, paths, h.notes)
 		}
-		if !strings.Contains(h.notes.String(), "artifacts: 3 files") {
+		if !strings.Contains(h.notes.String(), "artifacts: 3 files (") {
 			t.Errorf("no artifacts note:\n%s", h.notes)
 		}
 		if exit == 0 && rec.FailedStep != "" || exit == 3 && rec.FailedStep != StepCommand {
@@ -337,5 +337,25 @@ func TestRunInterruptedBundle(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(out.Digest.Lines(), "\n"), "interrupted in step command (exit 130)") {
 		t.Errorf("digest %q", out.Digest.Lines())
+	}
+}
+
+// Matches past the bounds are not fetched; the warning names the bounds
+// and how to raise them; the run's outcome is the command's.
+func TestRunArtifactBounds(t *testing.T) {
+	h := newHarness(t)
+	s := h.spec("sh", "-c", "mkdir -p o && for i in 1 2 3 4 5; do echo $i > o/f$i; done")
+	s.Artifacts = ArtifactSpec{Globs: []string{"o/*"}, MaxFiles: 3}
+	out, err := Run(context.Background(), h.deps, s)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, h.notes)
+	}
+	rec, _ := h.store.Get(out.RunID)
+	if len(rec.Artifacts) != 3 {
+		t.Errorf("%d artifacts", len(rec.Artifacts))
+	}
+	if !strings.Contains(h.notes.String(), "fetched 3 of 5 matching files; 2 (4 bytes) left out: over artifacts.maxFiles=3") ||
+		!strings.Contains(h.notes.String(), "CRABBOX_ARTIFACTS_MAX_FILES") {
+		t.Errorf("no bound warning:\n%s", h.notes)
 	}
 }
