@@ -448,7 +448,7 @@ func (w *world) expireClaim(leaseID string) {
 	}
 }
 
-// assertReleased checks the D4/cleanup invariant for a workspace crabbox
+// assertReleased checks what a release promises for a workspace crabbox
 // was asked to release: no claim left and Coder does not show it running.
 func (w *world) assertReleased(leaseID, workspace string) {
 	w.t.Helper()

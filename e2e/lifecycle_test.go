@@ -34,7 +34,7 @@ func TestLeaseLifecycle(t *testing.T) {
 		t.Errorf("status --wait --json = %+v", st)
 	}
 
-	// inspect --json has every D8 field.
+	// inspect --json has every field of the lease view.
 	raw := w.must("inspect", "--id", l.slug, "--json").stdout
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(raw), &fields); err != nil {
@@ -132,7 +132,8 @@ func TestLeaseLifecycle(t *testing.T) {
 
 // Two warmups with the same --slug get different workspaces; cleanup
 // --dry-run lists exactly the expired claimed one and mutates nothing;
-// cleanup then stops it; an unclaimed workspace is never stopped (D4).
+// cleanup then stops it; an unclaimed workspace is never stopped (crabbox
+// stops or deletes only a workspace it holds an exact claim for).
 func TestSameSlugCleanupAndNoMutationWithoutClaim(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
@@ -158,7 +159,7 @@ func TestSameSlugCleanupAndNoMutationWithoutClaim(t *testing.T) {
 		t.Fatalf("coder create %s: %v", foreign, err)
 	}
 
-	// D4: stop of an unclaimed workspace is refused and changes nothing.
+	// Stop of an unclaimed workspace is refused and changes nothing.
 	r := w.crabbox("stop", foreign)
 	if r.code != 2 || !strings.Contains(r.stderr, "no crabbox claim") {
 		t.Errorf("stop unclaimed: exit %d %q", r.code, r.stderr)

@@ -290,7 +290,8 @@ func TestRunGitSeed(t *testing.T) {
 	if !strings.Contains(r.stderr, `"name":"seed"`) || strings.Contains(r.stderr, "git seed failed") {
 		t.Errorf("no seed phase in timing:\n%s", r.stderr)
 	}
-	// The workdir is named after the origin URL's repo ("origin"), as spec'd.
+	// The workdir is named after the origin URL's repo ("origin"), not the
+	// local directory's name.
 	m := regexp.MustCompile(`workdir=(\S+)`).FindStringSubmatch(r.stderr)
 	if m == nil || filepath.Base(m[1]) != "origin" {
 		t.Fatalf("workdir in %q", r.stderr)

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/fsx"
 	"github.com/crabbox-dev/crabbox/internal/remotecmd"
 	"github.com/crabbox-dev/crabbox/internal/runs"
 )
@@ -220,7 +221,6 @@ type receiver struct {
 	order   []string            // resolved paths, first announcement order
 	got     map[string]string   // resolved path -> a local file holding it
 	names   map[string]bool
-	tmps    []string // download temp files not renamed yet
 	dlIndex map[int]bool
 	noted   map[Note]bool
 }
@@ -468,46 +468,46 @@ func (rc *receiver) copyFrom(held, name string, targets []target) error {
 	return rc.write(name, targets, io.LimitReader(f, fi.Size()), fi.Size())
 }
 
-// write copies size bytes to every target of resolved file name.
+// write copies size bytes to every target of resolved file name:
+// artifacts straight into the artifacts dir, downloads through an
+// fsx.AtomicFile beside their local path (renamed over it when complete).
 func (rc *receiver) write(name string, targets []target, src io.Reader, size int64) error {
 	type out struct {
-		f   *os.File
-		t   target
-		tmp string
+		f  *os.File
+		t  target
+		af *fsx.AtomicFile // downloads
 	}
 	var outs []out
-	closeAll := func() {
+	abort := func() {
 		for _, o := range outs {
-			o.f.Close()
+			if o.af != nil {
+				o.af.Abort()
+			} else {
+				o.f.Close()
+			}
 		}
 	}
 	for _, t := range targets {
 		if t.artifact != "" {
 			f, err := rc.createArtifact(t.artifact)
 			if err != nil {
-				closeAll()
+				abort()
 				return err
 			}
 			outs = append(outs, out{f: f, t: t})
 			continue
 		}
 		d := rc.req.Downloads[t.download]
-		if err := os.MkdirAll(filepath.Dir(d.Local), 0o700); err != nil {
-			closeAll()
+		if err := os.MkdirAll(filepath.Dir(d.Local), fsx.PrivateDirMode); err != nil {
+			abort()
 			return fmt.Errorf("download %s: %w", d.Local, err)
 		}
-		f, err := os.CreateTemp(filepath.Dir(d.Local), "."+filepath.Base(d.Local)+".crabbox-*")
+		af, err := fsx.CreateAtomic(d.Local, 0o600)
 		if err != nil {
-			closeAll()
+			abort()
 			return fmt.Errorf("download %s: %w", d.Local, err)
 		}
-		rc.tmps = append(rc.tmps, f.Name())
-		if err := f.Chmod(0o600); err != nil {
-			f.Close()
-			closeAll()
-			return err
-		}
-		outs = append(outs, out{f: f, t: t, tmp: f.Name()})
+		outs = append(outs, out{f: af.File, t: t, af: af})
 	}
 	h := sha256.New()
 	ws := []io.Writer{h}
@@ -518,26 +518,20 @@ func (rc *receiver) write(name string, targets []target, src io.Reader, size int
 	if err == nil && n != size {
 		err = io.ErrUnexpectedEOF
 	}
-	for _, o := range outs {
-		// Downloads are fsynced before their rename; artifacts are not
-		// (one fsync per file made 1000 small files take seconds, and
-		// --extract checks every SHA-256 anyway).
-		if o.tmp != "" {
-			if serr := o.f.Sync(); err == nil && serr != nil {
-				err = serr
-			}
-		}
-		if cerr := o.f.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-	}
 	if err != nil {
+		abort()
 		return fmt.Errorf("receiving %s: %w", runs.Escape(name), err)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	rc.res.Bytes += n
 	for _, o := range outs {
 		if o.t.artifact != "" {
+			// Not fsynced: one fsync per file made 1000 small files take
+			// seconds, and --extract checks every SHA-256 anyway.
+			if err := o.f.Close(); err != nil {
+				abort()
+				return fmt.Errorf("artifact %s: %w", runs.Escape(o.t.artifact), err)
+			}
 			rc.res.Artifacts = append(rc.res.Artifacts, runs.Artifact{Path: o.t.artifact, Size: n, SHA256: sum})
 			if rc.got[name] == "" {
 				rc.got[name] = filepath.Join(rc.req.Dir, filepath.FromSlash(o.t.artifact))
@@ -545,11 +539,10 @@ func (rc *receiver) write(name string, targets []target, src io.Reader, size int
 			continue
 		}
 		d := rc.req.Downloads[o.t.download]
-		if err := os.Rename(o.tmp, d.Local); err != nil {
+		if _, err := o.af.Commit(); err != nil {
 			rc.res.Downloads = append(rc.res.Downloads, DownloadResult{Download: d, Err: fmt.Sprintf("writing %s: %v", d.Local, err)})
 			continue
 		}
-		rc.dropTmp(o.tmp)
 		rc.res.Downloads = append(rc.res.Downloads, DownloadResult{Download: d, Path: d.Local, Size: n, SHA256: sum})
 		if rc.got[name] == "" {
 			rc.got[name] = d.Local
@@ -565,7 +558,7 @@ func (rc *receiver) write(name string, targets []target, src io.Reader, size int
 // its directories 0700, never through a symlink (os.Root).
 func (rc *receiver) createArtifact(name string) (*os.File, error) {
 	if rc.root == nil {
-		if err := ensureDir(rc.req.Dir); err != nil {
+		if err := fsx.EnsurePrivateDir(rc.req.Dir); err != nil {
 			return nil, fmt.Errorf("artifacts dir: %w", err)
 		}
 		root, err := os.OpenRoot(rc.req.Dir)
@@ -628,21 +621,9 @@ func (rc *receiver) hasResult(i int) bool {
 	return false
 }
 
-func (rc *receiver) dropTmp(p string) {
-	for i, t := range rc.tmps {
-		if t == p {
-			rc.tmps = append(rc.tmps[:i], rc.tmps[i+1:]...)
-			return
-		}
-	}
-}
-
-// cleanup removes download temp files left by a failed transfer.
+// cleanup closes the artifacts dir (a failed write aborts its own
+// download temp files).
 func (rc *receiver) cleanup() {
-	for _, t := range rc.tmps {
-		_ = os.Remove(t)
-	}
-	rc.tmps = nil
 	if rc.root != nil {
 		rc.root.Close()
 	}

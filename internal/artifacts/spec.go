@@ -5,15 +5,11 @@
 // on the machine and streams them as one tar (remotecmd.ArtifactScript);
 // this side trusts none of it: names, sizes, counts and entry types are
 // checked again, files are written 0600 in 0700 dirs through an os.Root.
-//
-// It also checks, before a run starts, that no two of the local files the
-// run will write are the same file (CheckCollisions).
 package artifacts
 
 import (
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"runtime"
@@ -100,65 +96,6 @@ func ParseDownload(s string) (Download, error) {
 	return Download{Remote: path.Clean(remote), Local: local}, nil
 }
 
-// LocalOutput is one local file a run will write, and the flag that asks
-// for it ("--download out/a=a.bin", "--capture-stdout out.txt"). Path is
-// absolute.
-type LocalOutput struct {
-	Flag string
-	Path string
-}
-
-// CheckCollisions refuses (exit 2) two outputs that would write the same
-// local file, or one that would write inside another's file. Paths are
-// compared after resolving the symlinks of their existing parents (and
-// case-insensitively on macOS and Windows). Every feature that writes a
-// local file during a run (downloads, captures) adds its outputs to the
-// one list checked before the run starts.
-func CheckCollisions(outs []LocalOutput) error {
-	keys := make([]string, len(outs))
-	for i, o := range outs {
-		keys[i] = collisionKey(o.Path)
-	}
-	for i := range outs {
-		for j := i + 1; j < len(outs); j++ {
-			a, b := keys[i], keys[j]
-			switch {
-			case a == b:
-				return exitcode.Errorf(exitcode.Usage, "%s and %s both write %s; give each its own local path", outs[i].Flag, outs[j].Flag, outs[i].Path)
-			case strings.HasPrefix(b, a+string(filepath.Separator)):
-				return exitcode.Errorf(exitcode.Usage, "%s writes %s, which %s needs as a directory", outs[i].Flag, outs[i].Path, outs[j].Flag)
-			case strings.HasPrefix(a, b+string(filepath.Separator)):
-				return exitcode.Errorf(exitcode.Usage, "%s writes %s, which %s needs as a directory", outs[j].Flag, outs[j].Path, outs[i].Flag)
-			}
-		}
-	}
-	return nil
-}
-
-// collisionKey is p with the symlinks of its longest existing ancestor
-// resolved.
-func collisionKey(p string) string {
-	p = filepath.Clean(p)
-	rest := ""
-	dir := p
-	for {
-		if real, err := filepath.EvalSymlinks(dir); err == nil {
-			p = filepath.Join(real, rest)
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		rest = filepath.Join(filepath.Base(dir), rest)
-		dir = parent
-	}
-	if runtime.GOOS == "darwin" || runtime.GOOS == "windows" {
-		p = strings.ToLower(p)
-	}
-	return p
-}
-
 // validName reports whether a name the workspace sent is a path this side
 // may write below a directory: clean, relative, no "..", not in .crabbox.
 func validName(name string) bool {
@@ -169,12 +106,4 @@ func validName(name string) bool {
 		return false
 	}
 	return name != MetaDir && !strings.HasPrefix(name, MetaDir+"/")
-}
-
-// ensureDir makes dir (and its parents) 0700.
-func ensureDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	return os.Chmod(dir, 0o700)
 }

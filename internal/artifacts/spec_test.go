@@ -73,41 +73,6 @@ func TestParseDownload(t *testing.T) {
 	}
 }
 
-func TestCheckCollisions(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "real"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("real", filepath.Join(dir, "link")); err != nil {
-		t.Fatal(err)
-	}
-	p := func(s string) string { return filepath.Join(dir, s) }
-	for _, tc := range []struct {
-		name string
-		outs []LocalOutput
-		err  string
-	}{
-		{"distinct", []LocalOutput{{"--download a=x", p("x")}, {"--download b=y", p("y")}, {"--capture-stdout z", p("real/z")}}, ""},
-		{"same path", []LocalOutput{{"--download a=x", p("x")}, {"--download b=./x", p("./x")}}, "both write"},
-		{"through a symlink", []LocalOutput{{"--download a=real/f", p("real/f")}, {"--capture-stdout link/f", p("link/f")}}, "both write"},
-		{"through a symlink, new dirs", []LocalOutput{{"--download a=real/n/f", p("real/n/f")}, {"--download b=link/n/f", p("link/n/f")}}, "both write"},
-		{"file under a file", []LocalOutput{{"--download a=out", p("out")}, {"--download b=out/x", p("out/x")}}, "needs as a directory"},
-		{"file under a file, reversed", []LocalOutput{{"--download b=out/x", p("out/x")}, {"--download a=out", p("out")}}, "needs as a directory"},
-		{"prefix is not a parent", []LocalOutput{{"--download a=out", p("out")}, {"--download b=outer", p("outer")}}, ""},
-	} {
-		err := CheckCollisions(tc.outs)
-		if tc.err == "" {
-			if err != nil {
-				t.Errorf("%s: %v", tc.name, err)
-			}
-			continue
-		}
-		if err == nil || !strings.Contains(err.Error(), tc.err) || exitcode.Code(err) != exitcode.Usage {
-			t.Errorf("%s: err %v, want %q", tc.name, err, tc.err)
-		}
-	}
-}
-
 // Extract copies every artifact (0600, dirs 0700), replaces an existing
 // file, never writes through a symlink out of the destination, and
 // refuses a stored file that no longer matches its manifest entry.

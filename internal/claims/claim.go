@@ -1,6 +1,6 @@
 // Package claims stores local lease claims: one JSON file per lease under
 // <stateDir>/claims, guarded by per-lease lock files under
-// <stateDir>/claim-locks (spec §4).
+// <stateDir>/claim-locks (docs/providers/coder.md, Claims).
 package claims
 
 import (
@@ -22,9 +22,11 @@ type Claim struct {
 	Provider string `json:"provider,omitempty"`
 	// CloudID is the canonical workspace ref "owner/name" for Coder.
 	CloudID string `json:"cloudID,omitempty"`
-	// WorkspaceID is the Coder workspace ID (D6).
+	// WorkspaceID is the Coder workspace ID: a recreated workspace of the
+	// same name is another workspace.
 	WorkspaceID string `json:"workspaceID,omitempty"`
-	// CoderURL is the Coder deployment URL the claim belongs to (D6).
+	// CoderURL is the Coder deployment URL the claim belongs to; claims of
+	// another deployment are ignored.
 	CoderURL string `json:"coderURL,omitempty"`
 	RepoRoot string `json:"repoRoot"`
 	// ClaimedAt and LastUsedAt are RFC3339 UTC timestamps.
@@ -38,7 +40,7 @@ type Claim struct {
 }
 
 // ExpiryGrace is added to a claim's idle timeout before cleanup may treat it
-// as expired (spec §4.5).
+// as expired.
 const ExpiryGrace = 12 * time.Hour
 
 // Expired reports whether cleanup may treat the claim as expired:
@@ -58,7 +60,7 @@ func (c Claim) Expired(now time.Time) bool {
 	return now.After(deadline)
 }
 
-// Bind applies the repo-binding rules of spec §4.4 to c inside an Update:
+// Bind applies the repo-binding rules to c inside an Update:
 //
 //   - an existing claim bound to a different, non-empty repo root is refused
 //     (exit 2) unless reclaim is set;
@@ -77,7 +79,7 @@ func Bind(c *Claim, exists bool, repoRoot string, reclaim bool, now time.Time) e
 	changed := false
 	if exists && old != "" && filepath.Clean(old) != repoRoot {
 		if !reclaim {
-			return exitcode.Errorf(exitcode.Usage,
+			return exitcode.Refusef(
 				"lease %s is claimed by repo %s; use --reclaim to claim it for %s", c.LeaseID, old, repoRoot)
 		}
 		changed = true
@@ -132,21 +134,6 @@ type ListOutput struct {
 	Source   string    `json:"source"`
 	Claims   []View    `json:"claims"`
 	Problems []Problem `json:"problems"`
-}
-
-// NewListOutput builds the envelope from a List result.
-func NewListOutput(cs []Claim, problems []Problem) ListOutput {
-	out := ListOutput{
-		Version:  ListVersion,
-		Source:   ListSource,
-		Claims:   make([]View, 0, len(cs)),
-		Problems: make([]Problem, 0, len(problems)),
-	}
-	for _, c := range cs {
-		out.Claims = append(out.Claims, c.View())
-	}
-	out.Problems = append(out.Problems, problems...)
-	return out
 }
 
 // MarshalJSON encodes the envelope with nil slices as empty arrays and the
@@ -206,28 +193,3 @@ func (e *ClaimError) Error() string {
 // ErrNoChange, returned by an Update mutation, makes Update leave the claim
 // file untouched and return the current claim (nil when there is none).
 var ErrNoChange = errors.New("claims: no change")
-
-// Unchanged returns an Update/RemoveIf guard that refuses (exit 2
-// "lease <id> claim changed; retry") unless the stored claim still equals
-// expected, revision included. A nil expected means "no claim".
-func Unchanged(expected *Claim) func(c *Claim, exists bool) error {
-	return func(c *Claim, exists bool) error {
-		if expected == nil && !exists {
-			return nil
-		}
-		if expected != nil && exists && equalClaims(*expected, *c) {
-			return nil
-		}
-		id := c.LeaseID
-		if expected != nil && id == "" {
-			id = expected.LeaseID
-		}
-		return exitcode.Errorf(exitcode.Usage, "lease %s claim changed; retry", id)
-	}
-}
-
-func equalClaims(a, b Claim) bool {
-	ja, errA := json.Marshal(a)
-	jb, errB := json.Marshal(b)
-	return errA == nil && errB == nil && string(ja) == string(jb)
-}

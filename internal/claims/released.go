@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/crabbox-dev/crabbox/internal/fsx"
 )
 
 // ReleasedDirName holds the released records: <stateDir>/released/<leaseID>.json.
@@ -91,7 +93,7 @@ func (tx *Tx) PutReleased(r Released) error {
 	if err := tx.DropWorkspace(r.WorkspaceID, r.LeaseID); err != nil {
 		return err
 	}
-	if _, err := ensureDir(tx.s.ReleasedDir()); err != nil {
+	if err := fsx.EnsurePrivateDir(tx.s.ReleasedDir()); err != nil {
 		return err
 	}
 	var buf bytes.Buffer

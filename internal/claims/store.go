@@ -14,16 +14,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/gofrs/flock"
-
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/fsx"
-	"github.com/crabbox-dev/crabbox/internal/lease"
 )
 
 // Layout and limits.
@@ -42,7 +38,6 @@ const (
 	// the ".<name>.tmp-*" temp files within common 255-byte name limits.
 	MaxLeaseIDLen = 128
 
-	dirMode  fs.FileMode = 0o700
 	fileMode fs.FileMode = 0o600
 )
 
@@ -50,19 +45,10 @@ const (
 type Store struct {
 	// Dir is the crabbox state dir; claims live in Dir/claims.
 	Dir string
-	// Now is the clock used by BindRepo; nil means time.Now.
-	Now func() time.Time
 }
 
 // New returns the claim store of stateDir.
-func New(stateDir string) *Store { return &Store{Dir: stateDir, Now: time.Now} }
-
-func (s *Store) now() time.Time {
-	if s.Now == nil {
-		return time.Now()
-	}
-	return s.Now()
-}
+func New(stateDir string) *Store { return &Store{Dir: stateDir} }
 
 // ClaimsDir is <stateDir>/claims.
 func (s *Store) ClaimsDir() string { return filepath.Join(s.Dir, ClaimsDirName) }
@@ -80,12 +66,11 @@ func (s *Store) lockPath(leaseID string) string {
 	return filepath.Join(s.LocksDir(), leaseID+lockExt)
 }
 
-// ValidateLeaseID checks that leaseID can name a claim file (spec §4.1): not
+// ValidateLeaseID checks that leaseID can name a claim file on any OS: not
 // empty, no surrounding whitespace, not "." or "..", none of <>:"/\|?*, NUL
 // or control characters, not ending in ".", not a Windows reserved device
-// name. Beyond the spec it also rejects a leading "." (hidden and temp
-// files), invalid UTF-8 and IDs longer than MaxLeaseIDLen bytes. Errors
-// carry exit code 2.
+// name, no leading "." (hidden and temp files), invalid UTF-8 and IDs longer
+// than MaxLeaseIDLen bytes. Errors carry exit code 2.
 func ValidateLeaseID(leaseID string) error {
 	if reason := fileIDProblem(leaseID); reason != "" {
 		return exitcode.Errorf(exitcode.Usage, "invalid lease id %q: %s", leaseID, reason)
@@ -136,44 +121,17 @@ func fileIDProblem(id string) string {
 // ---------------------------------------------------------------------------
 // Locking
 
-var (
-	procLocksMu sync.Mutex
-	procLocks   = map[string]*sync.Mutex{}
-)
-
-func procLock(path string) *sync.Mutex {
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	procLocksMu.Lock()
-	defer procLocksMu.Unlock()
-	m := procLocks[path]
-	if m == nil {
-		m = &sync.Mutex{}
-		procLocks[path] = m
-	}
-	return m
-}
-
-// lock takes the in-process mutex and then the OS file lock of leaseID's
-// claim. Lock files are never deleted (deleting a lock file others may be
-// waiting on breaks mutual exclusion).
+// lock takes the lock of leaseID's claim (fsx.Lock: in-process, then the
+// OS file lock; lock files are never deleted).
 func (s *Store) lock(leaseID string) (unlock func(), err error) {
-	if _, err := ensureDir(s.LocksDir()); err != nil {
+	if err := fsx.EnsurePrivateDir(s.LocksDir()); err != nil {
 		return nil, err
 	}
-	lp := s.lockPath(leaseID)
-	m := procLock(lp)
-	m.Lock()
-	fl := flock.New(lp, flock.SetPermissions(fileMode))
-	if err := fl.Lock(); err != nil {
-		m.Unlock()
+	unlock, err = fsx.Lock(s.lockPath(leaseID))
+	if err != nil {
 		return nil, fmt.Errorf("lock claim %s: %w", leaseID, err)
 	}
-	return func() {
-		_ = fl.Unlock()
-		m.Unlock()
-	}, nil
+	return unlock, nil
 }
 
 // allocateLockName is the store-wide lock taken while a new lease picks
@@ -184,43 +142,15 @@ const allocateLockName = "allocate.lock"
 // processes creating leases (e.g. parallel warmups with the same --slug)
 // then see each other's new claims and never allocate the same slug.
 func (s *Store) Allocate(fn func() error) error {
-	if _, err := ensureDir(s.LocksDir()); err != nil {
+	if err := fsx.EnsurePrivateDir(s.LocksDir()); err != nil {
 		return err
 	}
-	lp := filepath.Join(s.LocksDir(), allocateLockName)
-	m := procLock(lp)
-	m.Lock()
-	defer m.Unlock()
-	fl := flock.New(lp, flock.SetPermissions(fileMode))
-	if err := fl.Lock(); err != nil {
+	unlock, err := fsx.Lock(filepath.Join(s.LocksDir(), allocateLockName))
+	if err != nil {
 		return fmt.Errorf("claims allocation lock: %w", err)
 	}
-	defer fl.Unlock()
+	defer unlock()
 	return fn()
-}
-
-// ensureDir creates dir (and parents) with mode 0700 and makes sure dir
-// itself is 0700. When it creates dir it also fsyncs the parent.
-func ensureDir(dir string) (created bool, err error) {
-	if fi, err := os.Stat(dir); err == nil {
-		if !fi.IsDir() {
-			return false, fmt.Errorf("%s is not a directory", dir)
-		}
-		if fi.Mode().Perm() != dirMode {
-			if err := os.Chmod(dir, dirMode); err != nil {
-				return false, err
-			}
-		}
-		return false, nil
-	}
-	if err := os.MkdirAll(dir, dirMode); err != nil {
-		return false, err
-	}
-	if err := os.Chmod(dir, dirMode); err != nil {
-		return true, err
-	}
-	_ = syncDir(filepath.Dir(dir))
-	return true, nil
 }
 
 func syncDir(dir string) error { return fsx.SyncDir(dir) }
@@ -418,7 +348,7 @@ func (s *Store) Get(leaseID string) (*Claim, error) {
 // ---------------------------------------------------------------------------
 // Writing
 
-// Update creates or mutates the claim of leaseID under its lock (spec §4.3):
+// Update creates or mutates the claim of leaseID under its lock:
 // it reads the current claim (refusing an unusable or misfiled one), calls fn
 // with a copy (exists=false: a fresh Claim with only LeaseID set), then sets
 // LeaseID, refreshes Revision and writes the file atomically. If fn returns
@@ -428,7 +358,7 @@ func (s *Store) Update(leaseID string, fn func(c *Claim, exists bool) error) (*C
 	if err := ValidateLeaseID(leaseID); err != nil {
 		return nil, err
 	}
-	if _, err := ensureDir(s.ClaimsDir()); err != nil {
+	if err := fsx.EnsurePrivateDir(s.ClaimsDir()); err != nil {
 		return nil, err
 	}
 	unlock, err := s.lock(leaseID)
@@ -470,44 +400,14 @@ func (s *Store) Update(leaseID string, fn func(c *Claim, exists bool) error) (*C
 	return &out, nil
 }
 
-// BindRepo is Update with Bind(c, exists, repoRoot, reclaim, s.Now()) applied
-// first and then fn (which may be nil).
-func (s *Store) BindRepo(leaseID, repoRoot string, reclaim bool, fn func(c *Claim, exists bool) error) (*Claim, error) {
-	now := s.now()
-	return s.Update(leaseID, func(c *Claim, exists bool) error {
-		if err := Bind(c, exists, repoRoot, reclaim, now); err != nil {
-			return err
-		}
-		if fn != nil {
-			return fn(c, exists)
-		}
-		return nil
-	})
-}
-
 // Remove deletes the claim of leaseID under its lock; a missing claim is
 // fine. A non-regular file in its place is refused.
 func (s *Store) Remove(leaseID string) error {
-	return s.remove(leaseID, nil)
-}
-
-// RemoveIf deletes the claim of leaseID under its lock after guard accepts
-// the current claim (guard gets a zero Claim and exists=false when there is
-// none). guard may return ErrNoChange to keep the file; Unchanged(expected)
-// is a ready-made guard. Unusable claim files are refused.
-func (s *Store) RemoveIf(leaseID string, guard func(c *Claim, exists bool) error) error {
-	if guard == nil {
-		guard = func(*Claim, bool) error { return nil }
-	}
-	return s.remove(leaseID, guard)
-}
-
-func (s *Store) remove(leaseID string, guard func(c *Claim, exists bool) error) error {
 	if err := ValidateLeaseID(leaseID); err != nil {
 		return err
 	}
 	path := s.Path(leaseID)
-	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) && guard == nil {
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	unlock, err := s.lock(leaseID)
@@ -515,26 +415,6 @@ func (s *Store) remove(leaseID string, guard func(c *Claim, exists bool) error) 
 		return err
 	}
 	defer unlock()
-
-	if guard != nil {
-		cur, problem, exists := readClaim(path, leaseID)
-		if problem != nil {
-			return claimError(path, problem)
-		}
-		c := Claim{LeaseID: leaseID}
-		if exists {
-			c = cloneClaim(*cur)
-		}
-		if err := guard(&c, exists); err != nil {
-			if errors.Is(err, ErrNoChange) {
-				return nil
-			}
-			return err
-		}
-		if !exists {
-			return nil
-		}
-	}
 
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -653,31 +533,4 @@ func (s *Store) List() ([]Claim, []Problem, error) {
 		problems = []Problem{}
 	}
 	return cs, problems, nil
-}
-
-// Find resolves an identifier to claims (spec §3.3): the claim file
-// <ident>.json, when it exists and is usable, wins alone; otherwise every
-// usable claim whose leaseID equals ident or whose normalized slug equals the
-// normalized ident (an empty normalized ident matches no slug), sorted as in
-// List. Unusable claim files are skipped.
-func (s *Store) Find(ident string) ([]Claim, error) {
-	if fileIDProblem(ident) == "" {
-		if fi, err := os.Lstat(s.Path(ident)); err == nil && fi.Mode().IsRegular() {
-			if c, err := s.Get(ident); err == nil && c != nil {
-				return []Claim{*c}, nil
-			}
-		}
-	}
-	all, _, err := s.List()
-	if err != nil {
-		return nil, err
-	}
-	want := lease.NormalizeSlug(ident)
-	out := []Claim{}
-	for _, c := range all {
-		if c.LeaseID == ident || (want != "" && lease.NormalizeSlug(c.Slug) == want) {
-			out = append(out, c)
-		}
-	}
-	return out, nil
 }

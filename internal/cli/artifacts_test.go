@@ -24,7 +24,7 @@ func TestRunArtifactFlagErrors(t *testing.T) {
 		{[]string{"--require-artifact", ".crabbox/env/*"}, ".crabbox"},
 		{[]string{"--download", "a.bin"}, "want REMOTE=LOCAL"},
 		{[]string{"--download", "../a=a"}, "leaves the remote workdir"},
-		{[]string{"--download", "a=x", "--download", "b=./x"}, "both write"},
+		{[]string{"--download", "a=x", "--download", "b=./x"}, "name the same local file"},
 		{[]string{"--download", "a=out", "--download", "b=out/x"}, "needs as a directory"},
 	} {
 		te := newTestEnv(t)

@@ -11,7 +11,7 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 )
 
-// doctorTimeout bounds the provider checks (spec: 10 s; the lab's first
+// doctorTimeout bounds the provider checks (about 10 s is the aim; the lab's first
 // call after start can take longer, so a little more).
 const doctorTimeout = 20 * time.Second
 

@@ -100,7 +100,7 @@ EXIT STATUS
 				return err
 			}
 			if err := lc.claimOwner(cmd.Context(), sess, l, reclaim, func(ident string) string {
-				return "`crabbox ssh --reclaim " + ident + "`"
+				return "crabbox ssh --reclaim " + ident
 			}); err != nil {
 				return err
 			}
@@ -179,8 +179,8 @@ EXIT STATUS
 				return exitcode.New(exitcode.Code(err), claimKeptMessage(l, kept))
 			}
 			if err != nil {
-				if exitcode.Code(err) == exitcode.Usage {
-					return err // a refusal already says what to do
+				if exitcode.IsRefused(err) {
+					return err // a refusal changed nothing and says what to do
 				}
 				// The claim stays (nothing was released): say so and how
 				// to retry.
@@ -280,7 +280,7 @@ stderr: skip coder workspace=<name> reason=<reason>`,
 					kept.Result.Action, kept.LeaseID, kept.Err, filepath.Dir(kept.Path)))
 			}
 			if err != nil && !dryRun {
-				// The sweep stops at the first failure (spec 9.11.7): name
+				// The sweep stops at the first failure (nothing after it is touched): name
 				// the lease it stopped at and what is left to do.
 				for _, d := range decisions {
 					if d.Action != "" && !d.Done {

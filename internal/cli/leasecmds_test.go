@@ -168,3 +168,31 @@ func TestStopIsQuietAndKeepsBuildLog(t *testing.T) {
 		t.Errorf("log %s (%v):\n%s", logs[0], fi.Mode(), b)
 	}
 }
+
+// `coder stop` exiting 2 is coder's failure, not crabbox's refusal: stop
+// exits with coder's code and says the claim is kept and how to retry. A
+// refusal (a claim of another repo) still exits 2 without that line.
+func TestStopCoderExit2IsNotARefusal(t *testing.T) {
+	te := newTestEnv(t)
+	te.claimLease(t)
+	te.fake.On("coder whoami -o json", execx.Reply{Stdout: cliWhoami}).
+		On("coder list -o json", execx.Reply{Stdout: cliRunning}).
+		On("ssh", execx.Reply{ExitCode: 255, Stderr: "no route"}).
+		On("coder stop --yes "+cliRef, execx.Reply{ExitCode: 2, Stderr: "error: unexpected flag\n"})
+	code, _, errOut := te.run(t, "stop", "--provider", "coder", cliLease)
+	if code != 2 || !strings.Contains(errOut, "its claim is kept: retry with `crabbox stop "+cliLease+"`") {
+		t.Errorf("coder stop exit 2: crabbox exit %d\n%s", code, errOut)
+	}
+	if !te.hasCall("coder stop --yes " + cliRef) {
+		t.Fatalf("coder stop never ran (positive control): %q", te.fake.Argvs())
+	}
+}
+
+func (te *testEnv) hasCall(argv string) bool {
+	for _, a := range te.fake.Argvs() {
+		if a == argv {
+			return true
+		}
+	}
+	return false
+}

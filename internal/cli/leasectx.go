@@ -12,6 +12,7 @@ import (
 
 	"github.com/crabbox-dev/crabbox/internal/claims"
 	"github.com/crabbox-dev/crabbox/internal/config"
+	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/iostreams"
 	"github.com/crabbox-dev/crabbox/internal/lease"
 	"github.com/crabbox-dev/crabbox/internal/owner"
@@ -186,7 +187,7 @@ func (lc *leaseCtx) ready(ctx context.Context, l *provider.Lease) error {
 		lc.mu.Lock()
 		defer lc.mu.Unlock()
 		if lc.progress != nil && lastErr != nil {
-			lc.progress.Update("agent not answering yet: " + firstLine(lastErr.Error()))
+			lc.progress.Update("agent not answering yet: " + execx.FirstLine(lastErr.Error()))
 		}
 	})
 	lc.endProgress(err)
@@ -221,14 +222,6 @@ func (lc *leaseCtx) close() {
 	if err := lc.tunnels.Close(); err != nil {
 		fmt.Fprintf(lc.f.IO.ErrOut, "warning: closing ssh tunnel: %v\n", err)
 	}
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
 
 // openNamedLease is the preamble of the commands that address one lease:

@@ -29,13 +29,17 @@ type runOptions struct {
 	allowEnv            []string
 	envProfiles         []string
 	argv                []string
-	artifacts           runArtifactFlags
+	// input and captures (runinput.go)
+	script                       string
+	scriptStdin                  bool
+	captureStdout, captureStderr string
+	artifacts                    runArtifactFlags
 }
 
 func newRunCmd(f *Factory) *cobra.Command {
 	o := &runOptions{}
 	cmd := &cobra.Command{
-		Use:   "run [flags] -- COMMAND [ARG...]",
+		Use:   "run [flags] -- COMMAND [ARG...] | run --script FILE [flags] [-- ARG...]",
 		Short: "Sync this repository to a workspace and run a command there",
 		Long: `Lease a fresh workspace (or reuse one with --id), send the dirty git working
 tree with rsync, run COMMAND in <workRoot>/<lease>/<repo> with live output,
@@ -43,7 +47,14 @@ record the run locally (crabbox history/logs/results), and release a fresh
 lease afterwards (stop by default, delete with --coder-delete-on-release).
 
 COMMAND is run as argv (each word quoted). A single word with shell syntax
-("make build && make test") or --shell runs through bash -lc.
+("make build && make test") or --shell runs through bash -lc. --script FILE
+(or --script-stdin) uploads a bash script and runs it instead, the trailing
+words as its arguments.
+
+Input: when crabbox's stdin is not a terminal it is forwarded to the command,
+EOF included (git diff | crabbox run --id L -- git apply); from a terminal
+the command reads /dev/null. --capture-stdout/--capture-stderr FILE write
+that remote stream's raw bytes to a local file instead of the terminal.
 
 Environment: only allowlisted names are forwarded (env.allow, --allow-env,
 PREFIX*), through a 0600 file on the workspace, never on a command line.
@@ -62,8 +73,8 @@ failing tests and the next commands that apply to the run.
 EXIT STATUS
   the remote command's exit code, unchanged
   1    --fail-on-test-failures and JUnit failures on an otherwise passing run,
-       a --require-artifact without a match or a --download not written
-       after a passing command
+       a --capture-* file that could not be written, a --require-artifact
+       without a match, or a --download not written after a passing command
   2    usage, configuration or claim conflict
   5    lease not found, ambiguous, or timed out waiting
   6    sync failure
@@ -91,6 +102,7 @@ EXIT STATUS
 	fl.BoolVar(&o.timingJSON, "timing-json", false, "Print a timing JSON object on stderr")
 	fl.StringArrayVar(&o.allowEnv, "allow-env", nil, "Forward this env var (NAME or PREFIX*; repeatable, comma-separated)")
 	fl.StringArrayVar(&o.envProfiles, "env-from-profile", nil, "Read KEY=value lines from this file (allowlisted names only; repeatable)")
+	addRunInputFlags(cmd, o)
 	addRunArtifactFlags(fl, &o.artifacts)
 	addConfigFlags(cmd)
 	return cmd
@@ -108,8 +120,11 @@ func validateRunOptions(cmd *cobra.Command, o *runOptions) error {
 		return usageErr("--sync-only runs no command; drop the command or --sync-only")
 	case o.syncOnly && o.artifacts.any():
 		return usageErr("--sync-only runs no command; --artifact-glob, --require-artifact and --download need one")
-	case !o.syncOnly && len(o.argv) == 0:
+	case !o.syncOnly && len(o.argv) == 0 && o.script == "" && !o.scriptStdin:
 		return usageErr("no command given: crabbox run [flags] -- COMMAND [ARG...]")
+	}
+	if err := validateRunInput(o); err != nil {
+		return err
 	}
 	switch o.stopAfter {
 	case "", "success", "always", "failure", "never":
@@ -158,6 +173,10 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 	if err != nil {
 		return err
 	}
+	input, err := readRunInput(f, o)
+	if err != nil {
+		return err
+	}
 	// With --id and no configured provider, the lease's claim names it.
 	var lc *leaseCtx
 	if o.id != "" {
@@ -174,22 +193,15 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 		return err
 	}
 	cfg := lc.cfg
-	art, outs, err := f.artifactSpec(cfg, &o.artifacts)
+	art, err := f.artifactSpec(cfg, &o.artifacts)
 	if err != nil {
-		return err
-	}
-	if err := checkRunOutputs(outs); err != nil {
 		return err
 	}
 	so := syncer.OptionsFrom(cfg) // --checksum and --force-sync-large are config flags
 	so.FullResync = o.fullResync
 	store := runs.New(config.StateDir(f.Env))
 	store.Now = f.Now // the record's start and end are total='s
-	out, runErr := runner.Run(cmd.Context(), runner.Deps{
-		Provider: lc.provider, Tunnels: lc.tunnels, Runner: f.Runner, Runs: store, Owner: lc.owner,
-		StateDir: config.StateDir(f.Env), Now: f.Now, Notes: f.IO.ErrOut,
-		Ready: lc.ready, Open: lc.open, EndProgress: lc.endProgress,
-	}, runner.Spec{
+	spec := runner.Spec{
 		Ident: o.id, Slug: slug, Keep: o.keep, KeepOnFailure: o.keepOnFailure, StopAfter: o.stopAfter,
 		FreshWorkspace: o.freshWorkspace, Reclaim: o.reclaim, RepoRoot: lc.repoRoot, Subdir: f.repoPrefix(cmd.Context()),
 		Argv: o.argv, Shell: o.shell, NoSync: o.noSync, SyncOnly: o.syncOnly, Sync: so, Env: vars,
@@ -198,7 +210,13 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 		FailOnTestFailures: cfg.Results.FailOnFailures,
 		Artifacts:          art,
 		Stdout:             f.IO.Out, Stderr: f.IO.ErrOut,
-	})
+	}
+	input.apply(&spec)
+	out, runErr := runner.Run(cmd.Context(), runner.Deps{
+		Provider: lc.provider, Tunnels: lc.tunnels, Runner: f.Runner, Runs: store, Owner: lc.owner,
+		StateDir: config.StateDir(f.Env), Now: f.Now, Notes: f.IO.ErrOut,
+		Ready: lc.ready, Open: lc.open, EndProgress: lc.endProgress,
+	}, spec)
 	renderRunSummary(f, o, out)
 	return runErr
 }

@@ -27,49 +27,41 @@ func (a *runArtifactFlags) any() bool {
 }
 
 // artifactSpec checks the flags (usage errors, exit 2) and returns the
-// runner's spec and the local files the downloads will write (absolute).
-func (f *Factory) artifactSpec(cfg *config.Config, a *runArtifactFlags) (runner.ArtifactSpec, []artifacts.LocalOutput, error) {
+// runner's spec, download paths made absolute. The runner checks the
+// local files (downloads and captures) for collisions before anything
+// runs (runner.CheckLocalOutputs).
+func (f *Factory) artifactSpec(cfg *config.Config, a *runArtifactFlags) (runner.ArtifactSpec, error) {
 	spec := runner.ArtifactSpec{MaxFiles: cfg.Artifacts.MaxFiles, MaxBytes: cfg.Artifacts.MaxBytes}
 	for _, g := range a.globs {
 		c, err := artifacts.CheckGlob(g)
 		if err != nil {
-			return spec, nil, usageErr("--artifact-glob: %v", err)
+			return spec, usageErr("--artifact-glob: %v", err)
 		}
 		spec.Globs = append(spec.Globs, c)
 	}
 	for _, g := range a.require {
 		c, err := artifacts.CheckGlob(g)
 		if err != nil {
-			return spec, nil, usageErr("--require-artifact: %v", err)
+			return spec, usageErr("--require-artifact: %v", err)
 		}
 		spec.Require = append(spec.Require, c)
 	}
-	var outs []artifacts.LocalOutput
 	if len(a.downloads) > 0 {
 		cwd, err := f.Getwd()
 		if err != nil {
-			return spec, nil, usageErr("--download: the working directory: %v", err)
+			return spec, usageErr("--download: the working directory: %v", err)
 		}
 		for _, s := range a.downloads {
 			d, err := artifacts.ParseDownload(s)
 			if err != nil {
-				return spec, nil, err
+				return spec, err
 			}
 			if !filepath.IsAbs(d.Local) {
 				d.Local = filepath.Join(cwd, d.Local)
 			}
 			d.Local = filepath.Clean(d.Local)
 			spec.Downloads = append(spec.Downloads, d)
-			outs = append(outs, artifacts.LocalOutput{Flag: "--download " + s, Path: d.Local})
 		}
 	}
-	return spec, outs, nil
-}
-
-// checkRunOutputs refuses, before anything runs, two local files of one
-// run that are the same file. Every run flag that writes a local file
-// (--download here; --capture-stdout and --capture-stderr add theirs)
-// contributes its artifacts.LocalOutput to outs.
-func checkRunOutputs(outs []artifacts.LocalOutput) error {
-	return artifacts.CheckCollisions(outs)
+	return spec, nil
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/provider"
 )
 
-// Status polling (spec §2 status --wait).
+// Status polling (status --wait).
 const (
 	statusPollInterval = 5 * time.Second
 	probeTimeout       = 8 * time.Second

@@ -10,7 +10,7 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/provider"
 )
 
-// leaseView is the normalized JSON of one lease (D8): lowercase camelCase,
+// leaseView is the normalized JSON of one lease: lowercase camelCase,
 // no Go field names.
 type leaseView struct {
 	ID            string            `json:"id"`
@@ -74,7 +74,7 @@ func newLeaseView(l *provider.Lease, ready bool, now time.Time) leaseView {
 	return v
 }
 
-// statusLine is the human status line (spec §2 status).
+// statusLine is the human status line: key=value tokens in the order the peer tool prints them.
 func statusLine(v leaseView) string {
 	return fmt.Sprintf("%s slug=%s provider=%s target=%s windows_mode=- state=%s type=%s host=%s pond=- network=%s ready=%t has_host=%t idle_for=%s idle_timeout=%s expires=%s",
 		v.ID, dash(v.Slug), v.Provider, v.Target, v.State, dash(v.ServerType), dash(v.Host), v.Network, v.Ready, v.HasHost, dash(v.IdleFor), dash(v.IdleTimeout), dash(v.ExpiresAt))

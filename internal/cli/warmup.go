@@ -88,7 +88,7 @@ func runWarmup(f *Factory, cmd *cobra.Command, o *warmupOptions) error {
 		return err
 	}
 	if err := lc.claimOwner(cmd.Context(), sess, l, o.reclaim, func(ident string) string {
-		return "`crabbox run --reclaim --id " + ident + " -- …`"
+		return "crabbox run --reclaim --id " + ident + " -- …"
 	}); err != nil {
 		return err
 	}

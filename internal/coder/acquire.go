@@ -15,11 +15,12 @@ import (
 // rollbackTimeout bounds the release that undoes a failed acquisition.
 const rollbackTimeout = 2 * time.Minute
 
-// Acquire creates a lease-unique workspace, records the claim before
-// creating it, stores the canonical owner/name ref and workspace ID from the
-// first listing (D6) and waits for SSH readiness. A failure after the claim
-// is written is rolled back with the configured release action unless Keep
-// is set; a failed create first checks whether the workspace exists.
+// Acquire creates a lease-unique workspace, records the claim before creating
+// it, stores the canonical owner/name ref and workspace ID from the first
+// listing (the claim is then bound to that exact workspace) and waits for SSH
+// readiness. A failure after the claim is written is rolled back with the
+// configured release action unless Keep is set; a failed create first checks
+// whether the workspace exists.
 func (p *Provider) Acquire(ctx context.Context, req AcquireRequest) (*Lease, error) {
 	if strings.TrimSpace(p.Settings.Template) == "" {
 		return nil, exitcode.Errorf(exitcode.Usage, "provider=coder requires --coder-template or coder.template to create a workspace")
@@ -186,17 +187,18 @@ func (p *Provider) rollbackFailedCreate(ctx context.Context, req AcquireRequest,
 	if err != nil {
 		// We cannot tell whether a workspace exists: keep the claim so
 		// `crabbox stop` can find it, and say so.
-		return fmt.Errorf("%w; could not check whether workspace %s exists (%v); the claim is kept: check with `crabbox status %s` and release with `%s`",
-			cause, bareName(ref), err, id, p.manualStop(bareName(ref)))
+		return fmt.Errorf("%w; could not check whether workspace %s exists (%v); the claim is kept (`crabbox status %s` shows it); to release it: %s",
+			cause, bareName(ref), err, id, exitcode.Next(p.manualStop(bareName(ref))))
 	}
 	for _, w := range rows {
 		if strings.EqualFold(w.Name, bareName(ref)) {
 			if req.Keep {
 				p.recordRow(id, w)
-				return fmt.Errorf("%w; workspace %s exists and is kept (--keep); release it with `%s`", cause, w.Ref(), p.manualStop(id))
+				return fmt.Errorf("%w; workspace %s exists and is kept (--keep); to release it: %s", cause, w.Ref(), exitcode.Next(p.manualStop(id)))
 			}
-			// Bind the claim to the workspace first, so that if the
-			// release fails the kept claim names it exactly (D4).
+			// Bind the claim to the workspace first, so that if the release
+			// fails the kept claim names it exactly (an exact claim is what
+			// lets a later stop release it).
 			p.recordRow(id, w)
 			return p.release(rctx, id, w.Ref(), cause)
 		}
@@ -227,7 +229,7 @@ func (p *Provider) recordRow(id string, w Workspace) {
 // rollback undoes an acquisition that failed after create, unless Keep.
 func (p *Provider) rollback(req AcquireRequest, id, ref string, cause error) error {
 	if req.Keep {
-		return fmt.Errorf("%w; workspace %s is kept (--keep); release it with `%s`", cause, ref, p.manualStop(id))
+		return fmt.Errorf("%w; workspace %s is kept (--keep); to release it: %s", cause, ref, exitcode.Next(p.manualStop(id)))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
 	defer cancel()
@@ -242,8 +244,8 @@ func (p *Provider) release(ctx context.Context, id, ref string, cause error) err
 	err := p.releaseWorkspace(ctx, &Lease{ID: id, Ref: ref, Workspace: bareName(ref)}, action)
 	if err != nil && !IsNotFound(err) {
 		code := exitcode.Code(cause)
-		return exitcode.New(code, fmt.Errorf("%w; coder rollback %s failed for workspace %s; manual cleanup: %s: %v",
-			cause, action, bareName(ref), p.manualStop(bareName(ref)), err))
+		return exitcode.New(code, fmt.Errorf("%w; coder rollback %s failed for workspace %s: %v; to clean up by hand: %s",
+			cause, action, bareName(ref), err, exitcode.Next(p.manualStop(bareName(ref)))))
 	}
 	if rmErr := p.Claims.Remove(id); rmErr != nil {
 		p.warnf("removing claim %s: %v", id, rmErr)
@@ -305,19 +307,7 @@ func (p *Provider) takeReleased(tx *claims.Tx, s *session, cs []claims.Claim, re
 // claimReused writes the new lease's claim for a released workspace and
 // removes the released record, under the allocation lock.
 func (p *Provider) claimReused(tx *claims.Tx, id string, r *claims.Released, w *Workspace, cs []claims.Claim, s *session, req AcquireRequest, now time.Time) error {
-	inUse := func(sl string) bool {
-		for _, c := range cs {
-			if lease.NormalizeSlug(c.Slug) == sl {
-				return true
-			}
-		}
-		return false
-	}
-	base := r.Slug
-	if base == "" {
-		base = lease.GeneratedSlug(id)
-	}
-	slug, err := lease.AllocateSlug(base, id, inUse)
+	slug, err := claims.AllocateSlug(cs, r.Slug, id)
 	if err != nil {
 		return err
 	}

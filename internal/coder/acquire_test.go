@@ -289,7 +289,7 @@ func TestAcquireInventoryFailureWritesNothing(t *testing.T) {
 	}
 }
 
-// TestAcquireRollback is the rollback matrix of spec §9.9 with D4: only
+// TestAcquireRollback is the rollback matrix of a failed acquisition: only
 // the workspace just created is ever stopped or deleted.
 func TestAcquireRollback(t *testing.T) {
 	type tcase struct {
@@ -337,13 +337,13 @@ func TestAcquireRollback(t *testing.T) {
 		{name: "ready fails, delete policy", appears: true, deleteOn: true, readyErr: exitcode.Errorf(exitcode.Transport, "ssh never answered"),
 			wantCode: 7, wantErr: []string{"ssh never answered"}, wantTail: []string{create, argvList, "coder delete --yes alice/<name>"}},
 		{name: "rollback stop fails", appears: true, readyErr: exitcode.Errorf(exitcode.Transport, "ssh never answered"), releaseFails: true,
-			wantCode: 7, wantErr: []string{"ssh never answered", "coder rollback stop failed for workspace <name>", "manual cleanup: crabbox stop --provider coder --target linux --coder-delete-on-release=false --id <name>", "agent exploded"},
+			wantCode: 7, wantErr: []string{"ssh never answered", "coder rollback stop failed for workspace <name>", "to clean up by hand: next: `crabbox stop --provider coder --target linux --coder-delete-on-release=false --id <name>`", "agent exploded"},
 			wantTail: []string{create, argvList, "coder stop --yes alice/<name>"}, wantClaim: true, wantWSID: "ws-new"},
 		{name: "rollback delete fails", appears: true, deleteOn: true, readyErr: exitcode.Errorf(exitcode.Transport, "ssh never answered"), releaseFails: true,
-			wantCode: 7, wantErr: []string{"coder rollback delete failed", "manual cleanup: crabbox stop --provider coder --target linux --coder-delete-on-release=true --id <name>"},
+			wantCode: 7, wantErr: []string{"coder rollback delete failed", "to clean up by hand: next: `crabbox stop --provider coder --target linux --coder-delete-on-release=true --id <name>`"},
 			wantTail: []string{create, argvList, "coder delete --yes alice/<name>"}, wantClaim: true, wantWSID: "ws-new"},
 		{name: "rollback after failed create fails", createFails: true, appears: true, releaseFails: true,
-			wantCode: 1, wantErr: []string{"build failed", "manual cleanup: crabbox stop --provider coder --target linux --coder-delete-on-release=false --id <name>"},
+			wantCode: 1, wantErr: []string{"build failed", "to clean up by hand: next: `crabbox stop --provider coder --target linux --coder-delete-on-release=false --id <name>`"},
 			wantTail: []string{create, argvList, "coder stop --yes alice/<name>"}, wantClaim: true, wantWSID: "ws-new"},
 		{name: "keep, post-create list fails", keep: true, appears: true, relistFails: true,
 			wantCode: 1, wantErr: []string{"inventory unavailable", "kept"}, wantTail: []string{create, argvList}, wantClaim: true},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/iostreams"
 )
 
 // Default time limits for Coder CLI calls.
@@ -56,8 +57,9 @@ type Client struct {
 	asked    bool
 }
 
-// CLIError is a failed Coder CLI call. It is returned wrapped in an
-// *exitcode.Error carrying the CLI's exit code.
+// CLIError is a failed Coder CLI call. When the CLI exited with a code it
+// is returned wrapped in an *exitcode.ExternalError ("coder <verb>" and the
+// code, which crabbox exits with), else in an *exitcode.Error (exit 1).
 type CLIError struct {
 	Msg     string // e.g. "coder list -o json failed"
 	Code    int    // the CLI's exit code (-1 when it did not exit normally)
@@ -109,7 +111,7 @@ func (c *Client) opTimeout() time.Duration {
 func (c *Client) capture(ctx context.Context, msg string, args ...string) ([]byte, error) {
 	res, err := c.Runner.Run(ctx, execx.Cmd{Name: c.cli(), Args: args, Timeout: c.timeout()})
 	if err != nil {
-		return nil, cliError(msg, res, err)
+		return nil, cliError(msg, args, res, err)
 	}
 	return res.Stdout, nil
 }
@@ -130,7 +132,7 @@ func (c *Client) stream(ctx context.Context, msg, logName string, args ...string
 		sinks = append(sinks, logf)
 	}
 	if len(sinks) > 0 {
-		w := &lockedWriter{w: io.MultiWriter(sinks...)}
+		w := iostreams.SyncWriter(io.MultiWriter(sinks...)) // two stream copiers
 		cmd.Stdout, cmd.Stderr = w, w
 	}
 	res, err := c.Runner.Run(ctx, cmd)
@@ -141,12 +143,12 @@ func (c *Client) stream(ctx context.Context, msg, logName string, args ...string
 		case errors.As(err, &ee):
 			status = fmt.Sprintf("exit %d", ee.Code)
 		case err != nil:
-			status = "failed: " + firstLine(err.Error())
+			status = "failed: " + execx.FirstLine(err.Error())
 		}
 		fmt.Fprintf(logf, "\n# %s\n", status)
 	}
 	if err != nil {
-		e := cliError(msg, res, err)
+		e := cliError(msg, args, res, err)
 		if logf != nil {
 			var ce *CLIError
 			if errors.As(e, &ce) {
@@ -250,11 +252,6 @@ func safeFileName(s string) string {
 	return string(b)
 }
 
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return s
-}
-
 // tailLines keeps the last n non-empty lines of s.
 func tailLines(s string, n int) string {
 	var lines []string
@@ -269,7 +266,7 @@ func tailLines(s string, n int) string {
 	return "…\n" + strings.Join(lines[len(lines)-n:], "\n")
 }
 
-func cliError(msg string, res execx.Result, err error) error {
+func cliError(msg string, args []string, res execx.Result, err error) error {
 	e := &CLIError{Msg: msg, Code: res.ExitCode, Output: res.Combined(), Err: err}
 	var ee *execx.ExitError
 	if errors.As(err, &ee) {
@@ -284,11 +281,14 @@ func cliError(msg string, res execx.Result, err error) error {
 		e.Output = strings.TrimSpace(te.Error() + "\n" + e.Output)
 	}
 	e.Output = tail(e.Output, maxErrOutput)
-	code := exitcode.Failure
-	if ee != nil && ee.Code > 0 && ee.Code < 256 {
-		code = ee.Code
+	if ee == nil {
+		return exitcode.New(exitcode.Failure, e)
 	}
-	return exitcode.New(code, e)
+	program := "coder"
+	if len(args) > 0 {
+		program += " " + args[0]
+	}
+	return exitcode.External(program, ee.Code, e)
 }
 
 func tail(s string, n int) string {
@@ -384,7 +384,7 @@ type CreateOptions struct {
 	RichParameterFile    string
 }
 
-// CreateArgs is the exact argv of `coder create` (spec §9.2):
+// CreateArgs is the exact argv of `coder create`:
 //
 //	create --yes --template T [--preset P] [--no-wait] [--use-parameter-defaults]
 //	       [--parameter k=v]... [--rich-parameter-file F] <name>
@@ -515,16 +515,4 @@ func containsAny(s string, needles []string) bool {
 		}
 	}
 	return false
-}
-
-// lockedWriter serializes writes from the two stream copiers.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

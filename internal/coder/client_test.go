@@ -141,6 +141,33 @@ func TestWhoAmIAskedOnce(t *testing.T) {
 	}
 }
 
+// TestCLIExitIsExternal: a coder CLI call that exits N is an
+// *exitcode.ExternalError ("coder <verb>", N) that exits N, never a
+// refusal; one that did not exit (a timeout) is a plain exit-1 error.
+func TestCLIExitIsExternal(t *testing.T) {
+	f := execx.NewFake().On("coder stop", execx.Reply{Stderr: "usage error", ExitCode: 2})
+	c, _, _ := newClient(f)
+	err := c.Stop(context.Background(), "alice/ws")
+	var ext *exitcode.ExternalError
+	if !errors.As(err, &ext) || ext.Program != "coder stop" || ext.Code != 2 {
+		t.Fatalf("Stop error %v (%#v), want coder stop exiting 2", err, ext)
+	}
+	if exitcode.Code(err) != 2 || exitcode.IsRefused(err) {
+		t.Errorf("code %d, refused %v", exitcode.Code(err), exitcode.IsRefused(err))
+	}
+	var ce *CLIError
+	if !errors.As(err, &ce) || ce.Code != 2 || !strings.Contains(err.Error(), "usage error") {
+		t.Errorf("CLIError lost: %v", err)
+	}
+
+	f = execx.NewFake().On("coder whoami", execx.Reply{Err: &execx.TimeoutError{Cmd: "coder whoami", Timeout: time.Second}})
+	c, _, _ = newClient(f)
+	_, err = c.WhoAmI(context.Background())
+	if errors.As(err, &ext) || exitcode.Code(err) != exitcode.Failure {
+		t.Errorf("timeout: %v is external or not exit 1", err)
+	}
+}
+
 func TestWhoAmIFailure(t *testing.T) {
 	f := execx.NewFake().On("coder whoami -o json", execx.Reply{
 		Stderr: "You are not logged in. Try logging in using 'coder login <url>'.", ExitCode: 1})

@@ -64,10 +64,9 @@ func TestStateFilesArePrivate(t *testing.T) {
 			return nil
 		}},
 		{"known_hosts dir (coder)", func() error {
-			_, err := PrepareKnownHostsFile(cfg, "alice/ws", "ws1")
-			return err
+			return sshx.EnsureKnownHostsDir(lease.Target{Host: "h", KnownHostsFile: KnownHostsFile(cfg, "alice/ws", "ws1")})
 		}},
-		{"known_hosts dir (sshx)", func() error {
+		{"known_hosts dir (other)", func() error {
 			return sshx.EnsureKnownHostsDir(lease.Target{Host: "h", KnownHostsFile: filepath.Join(cfg, "other", "known_hosts.d", "f")})
 		}},
 	}

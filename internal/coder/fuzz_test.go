@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// encodeWorkspace renders w in the §10.1 shape ParseList reads.
+// encodeWorkspace renders w in the `coder list -o json` shape ParseList reads.
 func encodeWorkspace(w Workspace) map[string]any {
 	var agents []any
 	for _, a := range w.Agents {

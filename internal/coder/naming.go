@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/lease"
 )
 
 const (
@@ -14,33 +15,11 @@ const (
 	collisionSlugBudget = 34
 )
 
-// NormalizeNameBase lowercases s, turns every character outside [a-z0-9]
-// into '-', collapses runs of '-' and trims '-' at both ends. It is also
-// the slug normalization of spec §3.2 ("Blue_Lobster" → "blue-lobster").
-func NormalizeNameBase(s string) string {
-	s = strings.ToLower(strings.TrimSpace(s))
-	var b strings.Builder
-	b.Grow(len(s))
-	dash := false
-	for _, r := range s {
-		if r < 0x80 && isLowerAlnum(byte(r)) {
-			if dash && b.Len() > 0 {
-				b.WriteByte('-')
-			}
-			dash = false
-			b.WriteRune(r)
-			continue
-		}
-		dash = true
-	}
-	return b.String()
-}
-
 // CollisionSlug makes a friendly slug lease-unique: normalize(slug) cut to
 // 34 chars, then "-" and the first 6 hex of SHA-1(leaseID) (just the hash
 // when nothing of the slug is left).
 func CollisionSlug(slug, leaseID string) string {
-	s := normalizeSlug(slug)
+	s := lease.NormalizeSlug(slug)
 	if len(s) > collisionSlugBudget {
 		s = strings.Trim(s[:collisionSlugBudget], "-")
 	}
@@ -57,7 +36,7 @@ func UniqueWorkspaceName(prefix, slug, leaseID string) (string, error) {
 }
 
 // WorkspaceName builds a Coder workspace name from the workspace prefix, a
-// (collision) slug and the lease ID (spec §9.3). The result is 1–32 chars
+// (collision) slug and the lease ID. The result is 1–32 chars
 // of [a-z0-9-], starts and ends alphanumeric and never holds "--".
 // A prefix leaving no room or an unusable result is an exit-2 error.
 func WorkspaceName(prefix, collisionSlug, leaseID string) (string, error) {
@@ -65,9 +44,9 @@ func WorkspaceName(prefix, collisionSlug, leaseID string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	base := NormalizeNameBase(collisionSlug)
+	base := lease.NormalizeSlug(collisionSlug)
 	if base == "" {
-		base = NormalizeNameBase(strings.ReplaceAll(strings.ToLower(leaseID), "_", "-"))
+		base = lease.NormalizeSlug(strings.ReplaceAll(strings.ToLower(leaseID), "_", "-"))
 	}
 	if base == "" {
 		return "", exitcode.Errorf(exitcode.Usage, "coder workspace name needs a slug or a lease id")

@@ -18,27 +18,6 @@ func sha6(s string) string {
 	return hex.EncodeToString(sum[:])[:6]
 }
 
-func TestNormalizeNameBase(t *testing.T) {
-	cases := map[string]string{
-		"Blue Workspace":   "blue-workspace",
-		"Blue_Lobster":     "blue-lobster",
-		"BLUE LOBSTER":     "blue-lobster",
-		"  --a--b--  ":     "a-b",
-		"!!!":              "",
-		"":                 "",
-		"crabbox-blue":     "crabbox-blue",
-		"héllo wörld":      "h-llo-w-rld",
-		"a/b":              "a-b",
-		"x\u212Ay":         "xky", // Kelvin sign lowercases to ASCII k
-		"cbx_4f1c2a9be310": "cbx-4f1c2a9be310",
-	}
-	for in, want := range cases {
-		if got := NormalizeNameBase(in); got != want {
-			t.Errorf("NormalizeNameBase(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestCollisionSlug(t *testing.T) {
 	h := sha6(testLease)
 	if got := CollisionSlug("Blue Lobster", testLease); got != "blue-lobster-"+h {

@@ -1,9 +1,13 @@
 package coder
 
-import "strings"
+import (
+	"strings"
 
-// Owned decides whether an inventory row belongs to Crabbox (spec §9.5)
-// and returns its lease ID and slug:
+	"github.com/crabbox-dev/crabbox/internal/lease"
+)
+
+// Owned decides whether an inventory row belongs to Crabbox and returns its
+// lease ID and slug:
 //
 //  1. legacy crabbox_lease_id / crabbox_slug labels → owned; lease from
 //     crabbox_lease_id, else lease, else synthetic; slug from crabbox_slug,
@@ -15,7 +19,7 @@ import "strings"
 //     the name, synthetic lease ID;
 //  5. otherwise not owned (provider=coder or slug labels alone never own).
 //
-// The synthetic lease ID is "cbx_" + 12 hex of SHA-1("coder:"+w.Ref()).
+// The synthetic lease ID is lease.SyntheticLeaseID(w.Ref()).
 // Slugs are returned normalized.
 func Owned(w Workspace, prefix string) (owned bool, leaseID, slug string) {
 	label := func(k string) string { return strings.TrimSpace(w.Labels[k]) }
@@ -23,15 +27,15 @@ func Owned(w Workspace, prefix string) (owned bool, leaseID, slug string) {
 		if id != "" {
 			return id
 		}
-		return syntheticLeaseID(w.Ref())
+		return lease.SyntheticLeaseID(w.Ref())
 	}
 
 	if legacyID, legacySlug := label("crabbox_lease_id"), label("crabbox_slug"); legacyID != "" || legacySlug != "" {
-		return true, orSynthetic(first(legacyID, label("lease"))), normalizeSlug(first(legacySlug, label("slug")))
+		return true, orSynthetic(first(legacyID, label("lease"))), lease.NormalizeSlug(first(legacySlug, label("slug")))
 	}
 	marker := strings.EqualFold(label("crabbox"), "true") || strings.EqualFold(label("created_by"), "crabbox")
 	if marker {
-		return true, orSynthetic(label("lease")), normalizeSlug(label("slug"))
+		return true, orSynthetic(label("lease")), lease.NormalizeSlug(label("slug"))
 	}
 	p, err := cleanPrefix(prefix)
 	if err != nil || p == "" {
@@ -39,7 +43,7 @@ func Owned(w Workspace, prefix string) (owned bool, leaseID, slug string) {
 	}
 	name := strings.ToLower(strings.TrimSpace(w.Name))
 	if rest, ok := strings.CutPrefix(name, p); ok && rest != "" {
-		return true, syntheticLeaseID(w.Ref()), normalizeSlug(rest)
+		return true, lease.SyntheticLeaseID(w.Ref()), lease.NormalizeSlug(rest)
 	}
 	return false, "", ""
 }

@@ -1,12 +1,13 @@
 package coder
 
 import (
-	"regexp"
 	"testing"
+
+	"github.com/crabbox-dev/crabbox/internal/lease"
 )
 
 func TestOwned(t *testing.T) {
-	synth := func(ref string) string { return syntheticLeaseID(ref) }
+	synth := lease.SyntheticLeaseID
 	cases := []struct {
 		name  string
 		w     Workspace
@@ -57,19 +58,10 @@ func TestOwnedPrefixVariants(t *testing.T) {
 	}
 }
 
-func TestSyntheticLeaseID(t *testing.T) {
-	re := regexp.MustCompile(`^cbx_[a-f0-9]{12}$`)
-	id := syntheticLeaseID("crabbox-blue")
-	if !re.MatchString(id) {
-		t.Fatalf("%q", id)
-	}
-	if id != "cbx_"+sha1Hex("coder:crabbox-blue")[:12] {
-		t.Errorf("%q", id)
-	}
-	if syntheticLeaseID("alice/shared") == syntheticLeaseID("bob/shared") {
-		t.Error("owners share a synthetic id")
-	}
-	// Stable.
+// TestOwnedSyntheticLeaseID: a workspace adopted by prefix gets the stable
+// lease.SyntheticLeaseID of its ref.
+func TestOwnedSyntheticLeaseID(t *testing.T) {
+	id := lease.SyntheticLeaseID("crabbox-blue")
 	_, a, _ := Owned(Workspace{Name: "crabbox-blue"}, "crabbox-")
 	_, b, _ := Owned(Workspace{Name: "crabbox-blue"}, "crabbox-")
 	if a != b || a != id {

@@ -15,7 +15,7 @@ import (
 // inventory.
 const noWorkspaces = "no workspaces found!"
 
-// ParseList parses `coder list [--all] -o json` output (spec §10.1).
+// ParseList parses `coder list [--all] -o json` output.
 //
 // Accepted: empty output, "No workspaces found!" (and text starting with
 // it), JSON null, an array of objects, an object holding such an array

@@ -49,7 +49,8 @@ func (s Settings) ReleaseAction() string {
 
 // Provider runs the Coder lease lifecycle: acquire (with rollback),
 // resolve, release, cleanup, list and doctor. It records leases in local
-// claims and never stops or deletes a workspace without an exact claim (D4).
+// claims and never stops or deletes a workspace without an exact claim
+// (docs/providers/coder.md, Release).
 type Provider struct {
 	Client    *Client
 	Claims    *claims.Store
@@ -89,7 +90,7 @@ type session struct {
 
 // inventory asks whoami and `list -o json` concurrently (so the pair costs
 // one round trip), then `list --all -o json` only when needAll says a ref
-// belongs to another owner (D6).
+// belongs to another owner.
 func (p *Provider) inventory(ctx context.Context, needAll func(who WhoAmI) bool) (*session, error) {
 	var (
 		who       WhoAmI
@@ -155,7 +156,7 @@ func foreignOwner(ref string, who WhoAmI) bool {
 // ---- claims ---------------------------------------------------------------
 
 // coderClaims returns this deployment's Coder claims. Claims recorded for
-// another deployment URL are skipped with a warning (D6).
+// another deployment URL are skipped with a warning.
 func (p *Provider) coderClaims(who WhoAmI) []claims.Claim {
 	list, _, err := p.Claims.List()
 	if err != nil {
@@ -328,7 +329,8 @@ func parseUnixLabel(s string) time.Time {
 }
 
 // buildLease combines a row (may be nil for a missing workspace) and a
-// claim (may be nil) into a Lease with labels (D8) and an SSH target.
+// claim (may be nil) into a Lease with labels (what inspect --json shows)
+// and an SSH target.
 func (p *Provider) buildLease(w *Workspace, c *claims.Claim) (*Lease, error) {
 	l := &Lease{Provider: ProviderName, Labels: map[string]string{}}
 	if c != nil {

@@ -131,7 +131,6 @@ func newHarness(t *testing.T, mod func(*Settings)) *harness {
 		mod(&s)
 	}
 	h := &harness{t: t, fake: execx.NewFake(), store: claims.New(t.TempDir())}
-	h.store.Now = func() time.Time { return testNow }
 	h.p = &Provider{
 		Client:    &Client{Runner: h, CLI: "coder"},
 		Claims:    h.store,
@@ -347,9 +346,21 @@ func wantExit(t *testing.T, err error, code int, contains ...string) {
 	}
 }
 
+// wantRefused is wantExit(2) for crabbox's own refusals: the error is an
+// *exitcode.RefusedError, so a caller can tell it from a coder CLI call
+// that exited 2.
+func wantRefused(t *testing.T, err error, contains ...string) {
+	t.Helper()
+	wantExit(t, err, exitcode.Usage, contains...)
+	var ext *exitcode.ExternalError
+	if !exitcode.IsRefused(err) || errors.As(err, &ext) {
+		t.Errorf("error %q is not a plain refusal", err)
+	}
+}
+
 func errFailure(msg string) error { return exitcode.New(exitcode.Failure, errors.New(msg)) }
 
-// One provider, several flows: whoami is asked once (D6), and a failing
+// One provider, several flows: whoami is asked once, and a failing
 // whoami or listing stops every flow before any mutation.
 func TestProviderWhoamiOnceAcrossFlows(t *testing.T) {
 	h := newHarness(t, nil)

@@ -27,7 +27,7 @@ func (p *Provider) releaseAction(l *Lease) string {
 
 // Release stops or deletes a resolved lease, per the action its claim
 // recorded (see releaseAction), and removes its claim. It refuses (exit 2,
-// nothing changed) a workspace without an exact claim (D4) or released
+// nothing changed) a workspace without an exact claim or released
 // record, a claim whose workspace ID, name or owner differs from Coder's
 // listing, and a claim bound to another repository without req.Reclaim.
 // A workspace Coder no longer knows counts as released. Released by
@@ -42,9 +42,9 @@ func (p *Provider) Release(ctx context.Context, l *Lease, req ReleaseRequest) (R
 		return res, exitcode.Errorf(exitcode.Usage, "coder release requires a workspace name")
 	}
 	if c := l.Claim; c != nil && req.RepoRoot != "" && c.RepoRoot != "" && !req.Reclaim && !sameDir(c.RepoRoot, req.RepoRoot) {
-		return res, exitcode.Errorf(exitcode.Usage,
-			"refusing to release lease %s: it is claimed by repo %s, not %s; nothing was changed. To release it from here, run `crabbox stop --reclaim %s`",
-			l.ID, c.RepoRoot, req.RepoRoot, l.ID)
+		return res, exitcode.Refusef(
+			"refusing to release lease %s: it is claimed by repo %s, not %s; nothing was changed. To release it from here: %s",
+			l.ID, c.RepoRoot, req.RepoRoot, exitcode.Next("crabbox stop --reclaim "+l.ID))
 	}
 	switch {
 	case l.State == StateMissing:
@@ -101,14 +101,14 @@ func (p *Provider) releaseWorkspace(ctx context.Context, l *Lease, action string
 	return err
 }
 
-// Cleanup stops or deletes workspaces whose local claim expired (idle +
-// 12h) and is not kept, using the release action recorded in the claim
-// (spec §9.11). With DeleteReleased it also deletes workspaces crabbox
-// released (by stopping) at least ReleasedOlderThan ago; only a workspace
-// with a released record whose workspace ID, name and owner match the
-// listing is ever deleted. A released record whose workspace is gone or was
-// recreated (ID differs) is dropped, never acted on. Unclaimed workspaces
-// are never touched. With DryRun nothing is mutated.
+// Cleanup stops or deletes workspaces whose local claim expired (idle + 12h)
+// and is not kept, using the release action recorded in the claim
+// (docs/providers/coder.md, Cleanup). With DeleteReleased it also deletes
+// workspaces crabbox released (by stopping) at least ReleasedOlderThan ago;
+// only a workspace with a released record whose workspace ID, name and owner
+// match the listing is ever deleted. A released record whose workspace is
+// gone or was recreated (ID differs) is dropped, never acted on. Unclaimed
+// workspaces are never touched. With DryRun nothing is mutated.
 func (p *Provider) Cleanup(ctx context.Context, req CleanupRequest) ([]CleanupDecision, error) {
 	s, cs, err := p.claimedInventory(ctx)
 	if err != nil {
@@ -272,7 +272,7 @@ func findClaim(cs []claims.Claim, leaseID string) *claims.Claim {
 	return nil
 }
 
-// claimReleaseAction is the release action a claim recorded (spec §9.11.6):
+// claimReleaseAction is the release action a claim recorded:
 // delete only when its own coder_release_action says so. Neither the
 // current config nor a workspace label can turn a stop lease into a
 // delete.
@@ -320,7 +320,7 @@ func (p *Provider) List(ctx context.Context, all bool) ([]*Lease, error) {
 }
 
 // claimedInventory lists the workspaces (with --all only when a claim names
-// another owner, D6) and this deployment's Coder claims.
+// another owner) and this deployment's Coder claims.
 func (p *Provider) claimedInventory(ctx context.Context) (*session, []claims.Claim, error) {
 	var cs []claims.Claim
 	s, err := p.inventory(ctx, func(who WhoAmI) bool {

@@ -71,7 +71,7 @@ func TestReleaseRefusesWithoutExactClaim(t *testing.T) {
 				h.fake.On("coder delete", execx.Reply{})
 				before := h.allClaims()
 				_, _, err := resolveAndRelease(h, tc.ident)
-				wantExit(t, err, exitcode.Usage, tc.msg...)
+				wantRefused(t, err, tc.msg...)
 				assertNoStopOrDelete(t, h.argvs())
 				assertInventoryThen(t, h.argvs())
 				if after := h.allClaims(); len(after) != len(before) {
@@ -289,7 +289,7 @@ func TestReleaseCLIMissingIsNotWorkspaceGone(t *testing.T) {
 			h.fake.On("coder stop", reply)
 			_, err := h.p.Acquire(context.Background(), AcquireRequest{RepoRoot: "/src/app",
 				Ready: func(context.Context, *Lease) error { return errFailure("ssh down") }})
-			wantExit(t, err, 1, "ssh down", "manual cleanup")
+			wantExit(t, err, 1, "ssh down", "to clean up by hand: next: `crabbox stop")
 			if len(h.allClaims()) != 1 {
 				t.Error("claim removed although the rollback did not run")
 			}

@@ -150,12 +150,12 @@ func verifyClaim(l *Lease, w *Workspace, what string) error {
 		return nil
 	}
 	if m == "workspace ID" {
-		return exitcode.Errorf(exitcode.Usage,
+		return exitcode.Refusef(
 			"refusing to %s coder workspace %s: claim %s is bound to workspace ID %s, but %s now has ID %s (recreated?); nothing was changed. "+
-				"To drop the stale claim, run `crabbox stop %s`; manage the new workspace with `coder stop %s`",
-			what, w.Ref(), l.Claim.LeaseID, l.Claim.WorkspaceID, w.Ref(), w.ID, l.Claim.LeaseID, w.Ref())
+				"Manage the new workspace with `coder stop %s`; to drop the stale claim: %s",
+			what, w.Ref(), l.Claim.LeaseID, l.Claim.WorkspaceID, w.Ref(), w.ID, w.Ref(), exitcode.Next("crabbox stop "+l.Claim.LeaseID))
 	}
-	return exitcode.Errorf(exitcode.Usage,
+	return exitcode.Refusef(
 		"refusing to %s coder workspace %s: claim %s does not match Coder's listing (%s); nothing was changed. "+
 			"The claim file %s was edited or is stale: check it, or manage the workspace with `coder` directly",
 		what, w.Ref(), l.Claim.LeaseID, m, l.Claim.LeaseID+".json")

@@ -12,7 +12,8 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/lease"
 )
 
-// Resolve finds the workspace for req.Ident (spec §9.8 with D4/D6).
+// Resolve finds the workspace for req.Ident (docs/providers/coder.md,
+// Resolving a lease): claims of this deployment first, then the inventory.
 func (p *Provider) Resolve(ctx context.Context, req ResolveRequest) (*Lease, error) {
 	ident := strings.TrimSpace(req.Ident)
 	if ident == "" {
@@ -137,25 +138,13 @@ func (sp *speculation) wait() {
 	}
 }
 
-// pick selects the workspace (spec §9.8 step 2).
+// pick selects the workspace.
 func (p *Provider) pick(ident string, matched, cs []claims.Claim, s *session, mode Mode) (*Lease, error) {
 	// a/b. A claim addressed by lease ID, slug or ref: prefer an exact
 	// lease-ID hit, then a unique claim.
-	var chosen *claims.Claim
-	for i := range matched {
-		if matched[i].LeaseID == ident {
-			chosen = &matched[i]
-		}
-	}
-	if chosen == nil && len(matched) == 1 {
-		chosen = &matched[0]
-	}
-	if chosen == nil && len(matched) > 1 {
-		ids := make([]string, 0, len(matched))
-		for _, c := range matched {
-			ids = append(ids, c.LeaseID)
-		}
-		return nil, exitcode.Errorf(exitcode.NotFound, "%q is ambiguous: it matches %d claimed leases (%s); use a lease ID", ident, len(matched), strings.Join(ids, ", "))
+	chosen, err := claims.Pick(matched, ident)
+	if err != nil {
+		return nil, err
 	}
 	if chosen != nil {
 		ref := p.claimRef(*chosen)
@@ -168,7 +157,7 @@ func (p *Provider) pick(ident string, matched, cs []claims.Claim, s *session, mo
 				// The workspace the claim is bound to is gone. When the
 				// identifier names a live workspace (recreated under the
 				// same name), return that one with the claim attached so
-				// Release refuses it (D4) instead of reporting the named
+				// Release refuses it (no exact claim) instead of reporting the named
 				// workspace released. By lease ID or slug, the lease is
 				// simply missing and its claim can go.
 				if chosen.WorkspaceID != "" {
@@ -178,7 +167,7 @@ func (p *Provider) pick(ident string, matched, cs []claims.Claim, s *session, mo
 				}
 				return p.buildLease(nil, chosen)
 			}
-			return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %s of lease %s was not found in coder list; if it is gone, remove the claim with `crabbox stop %s`", ref, chosen.LeaseID, chosen.LeaseID)
+			return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %s of lease %s was not found in coder list; if it is gone, its claim can go; %s", ref, chosen.LeaseID, exitcode.Next("crabbox stop "+chosen.LeaseID))
 		}
 		return p.buildLease(row, chosen)
 	}
@@ -245,7 +234,7 @@ func (p *Provider) prepare(ctx context.Context, l *Lease, s *session, req Resolv
 		return nil, err
 	}
 	if l.Claim != nil && l.Claim.RepoRoot != "" && req.RepoRoot != "" && !req.Reclaim && !sameDir(l.Claim.RepoRoot, req.RepoRoot) {
-		return nil, exitcode.Errorf(exitcode.Usage, "lease %s is claimed by repo %s; use --reclaim to claim it for %s", l.ID, l.Claim.RepoRoot, req.RepoRoot)
+		return nil, exitcode.Refusef("lease %s is claimed by repo %s; use --reclaim to claim it for %s", l.ID, l.Claim.RepoRoot, req.RepoRoot)
 	}
 	if !l.Ready {
 		row, err := p.ensureStarted(ctx, l, s)
@@ -313,7 +302,7 @@ func sameDir(a, b string) bool {
 	return filepath.Clean(a) == filepath.Clean(b)
 }
 
-// requireExactClaim enforces D4 for a lease about to be stopped or deleted:
+// requireExactClaim guards a lease about to be stopped or deleted:
 // a claim (or crabbox's released record) must exist, and the claim's
 // workspace ID, name and owner must match the listing.
 func requireExactClaim(l *Lease) error {
@@ -321,15 +310,15 @@ func requireExactClaim(l *Lease) error {
 		if l.Released != nil {
 			return nil
 		}
-		return exitcode.Errorf(exitcode.Usage,
+		return exitcode.Refusef(
 			"refusing to release coder workspace %s: it has no crabbox claim on this machine, so crabbox did not create or adopt it; nothing was changed. "+
-				"To adopt it, run `crabbox ssh %s` (claims it for this repo), or manage it with `coder stop %s`", l.Ref, l.Ref, l.Ref)
+				"Manage it with `coder stop %s`, or adopt it (claim it for this repo); %s", l.Ref, l.Ref, exitcode.Next("crabbox ssh "+l.Ref))
 	}
 	return verifyClaim(l, rowOf(l), "release")
 }
 
-// Waiting for a build Coder is already running (spec: a build in progress
-// is waited for, never reported as a failure).
+// Waiting for a build Coder is already running: a build in progress is
+// waited for, never reported as a failure.
 var (
 	buildPollInterval = time.Second
 	buildWaitTimeout  = 10 * time.Minute

@@ -490,7 +490,7 @@ func TestResolvePrepareRepoConflict(t *testing.T) {
 			l, err := h.p.Resolve(context.Background(), ResolveRequest{Ident: "blue-lobster", Mode: Prepare, RepoRoot: "/src/other", Reclaim: reclaim,
 				Ready: func(context.Context, *Lease) error { return nil }})
 			if !reclaim {
-				wantExit(t, err, exitcode.Usage, "claimed by repo /src/app", "--reclaim")
+				wantRefused(t, err, "claimed by repo /src/app", "--reclaim")
 				assertInventoryThen(t, h.argvs())
 				if c := h.getClaim(blueID); c.RepoRoot != "/src/app" {
 					t.Errorf("claim repo changed to %q", c.RepoRoot)

@@ -1,13 +1,14 @@
 package coder
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/crabbox-dev/crabbox/internal/lease"
+	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
-// SSH facts every Coder target shares (spec §9.16).
+// SSH facts every Coder target shares (docs/providers/coder.md, SSH).
 const (
 	SSHUser = "coder"
 	SSHPort = 22
@@ -38,7 +39,7 @@ func HostAlias(ref string) string {
 		}
 	}
 	h := sha1Hex(ref)[:6]
-	base := NormalizeNameBase(ref)
+	base := lease.NormalizeSlug(ref)
 	if room := maxHostAlias - len("coder-") - 1 - len(h); len(base) > room {
 		base = strings.Trim(base[:room], "-")
 	}
@@ -78,19 +79,6 @@ func KnownHostsFile(configDir, ref, workspaceID string) string {
 	return filepath.Join(KnownHostsDir(configDir), sha1Hex(ref + "\x00" + id)[:12])
 }
 
-// PrepareKnownHostsFile returns KnownHostsFile and makes sure its directory
-// exists with mode 0700. The file itself is left to ssh.
-func PrepareKnownHostsFile(configDir, ref, workspaceID string) (string, error) {
-	dir := KnownHostsDir(configDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("create known_hosts dir: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return "", fmt.Errorf("create known_hosts dir: %w", err)
-	}
-	return KnownHostsFile(configDir, ref, workspaceID), nil
-}
-
 // ProxyCommand is the ssh ProxyCommand reaching a workspace through the
 // Coder CLI:
 //
@@ -115,10 +103,5 @@ func ProxyCommand(cliPath, wait, ref string) string {
 	}
 	// Not %-escaped here: sshx escapes ssh's % tokens once, where the
 	// option is written.
-	return ShellQuote(cliPath) + " ssh --stdio --disable-autostart --wait " + ShellQuote(wait) + " " + ShellQuote(ref)
-}
-
-// ShellQuote single-quotes s for a POSIX shell (' becomes '\”).
-func ShellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return sshx.Quote(cliPath) + " ssh --stdio --disable-autostart --wait " + sshx.Quote(wait) + " " + sshx.Quote(ref)
 }

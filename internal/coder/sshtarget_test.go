@@ -1,7 +1,6 @@
 package coder
 
 import (
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -34,15 +33,6 @@ func TestProxyCommand(t *testing.T) {
 	for _, tok := range []string{"token", "session"} {
 		if strings.Contains(strings.ToLower(got), tok) {
 			t.Errorf("proxy mentions %s", tok)
-		}
-	}
-}
-
-func TestShellQuote(t *testing.T) {
-	cases := map[string]string{"": "''", "a b": "'a b'", "it's": `'it'\''s'`, "$HOME": "'$HOME'"}
-	for in, want := range cases {
-		if got := ShellQuote(in); got != want {
-			t.Errorf("ShellQuote(%q) = %s, want %s", in, got, want)
 		}
 	}
 }
@@ -96,34 +86,6 @@ func TestKnownHostsFile(t *testing.T) {
 	}
 	if KnownHostsFile(dir, "alice/shared", "ws1") == KnownHostsFile(dir, "bob/shared", "ws1") {
 		t.Error("refs share a file")
-	}
-}
-
-func TestPrepareKnownHostsFile(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "crabbox")
-	f, err := PrepareKnownHostsFile(root, "crabbox-blue", "ws1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f != KnownHostsFile(root, "crabbox-blue", "ws1") {
-		t.Errorf("file %s", f)
-	}
-	st, err := os.Stat(filepath.Dir(f))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode().Perm() != 0o700 || !strings.HasSuffix(filepath.ToSlash(filepath.Dir(f)), "crabbox/coder/known_hosts.d") {
-		t.Errorf("dir %s mode %v", filepath.Dir(f), st.Mode().Perm())
-	}
-	// An existing, too-open dir is tightened.
-	if err := os.Chmod(filepath.Dir(f), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := PrepareKnownHostsFile(root, "crabbox-blue", "ws1"); err != nil {
-		t.Fatal(err)
-	}
-	if st, _ := os.Stat(filepath.Dir(f)); st.Mode().Perm() != 0o700 {
-		t.Errorf("mode %v", st.Mode().Perm())
 	}
 }
 

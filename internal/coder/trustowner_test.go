@@ -87,7 +87,7 @@ func TestReleaseOtherRepoNeedsReclaim(t *testing.T) {
 		}
 		_, err = h.p.Release(context.Background(), l, ReleaseRequest{RepoRoot: "/src/other", Reclaim: reclaim})
 		if !reclaim {
-			wantExit(t, err, exitcode.Usage, "claimed by repo /src/app", "crabbox stop --reclaim "+blueID, "nothing was changed")
+			wantRefused(t, err, "claimed by repo /src/app", "next: `crabbox stop --reclaim "+blueID+"`", "nothing was changed")
 			assertNoStopOrDelete(t, h.argvs())
 			if h.getClaim(blueID) == nil {
 				t.Error("claim removed by a refused stop")

@@ -76,7 +76,7 @@ const (
 	StateMissing  = "missing" // used for claims whose workspace is gone
 )
 
-// State is the displayed state (spec §9.6): ready when an agent is ready,
+// State is the displayed state: ready when an agent is ready,
 // else the mapped build status, else the mapped transition.
 func (w Workspace) State() string {
 	if w.Ready() {

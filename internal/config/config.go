@@ -35,12 +35,10 @@ var RepoConfigFiles = []string{"crabbox.yaml", ".crabbox.yaml"}
 // Config is the effective configuration.
 type Config struct {
 	Provider    string // "", "coder" or "ssh"
-	Target      string // linux, macos or windows
-	WorkRoot    string // generic remote work root; equals Coder.WorkRoot (SSH.WorkRoot) when Provider is coder (ssh)
 	IdleTimeout time.Duration
 	TTL         time.Duration
-	Class       string
-	Type        string // serverType
+	// target, workRoot, class and serverType have no field: they are only
+	// checked (see resolve) and shown by Settings.
 
 	Coder   CoderConfig
 	SSH     SSHConfig
@@ -83,7 +81,6 @@ type SyncConfig struct {
 	Checksum           bool
 	GitSeed            bool
 	Fingerprint        bool
-	BaseRef            string
 	Timeout            time.Duration
 	WarnFiles          int
 	WarnBytes          int64
@@ -181,7 +178,9 @@ func Load(opts LoadOptions) (*Config, error) {
 		return nil, err
 	}
 	for _, d := range keyTable {
-		d.set(c, c.values[d.Key].v)
+		if d.set != nil {
+			d.set(c, c.values[d.Key].v)
+		}
 	}
 	return c, nil
 }
@@ -428,8 +427,9 @@ func parseEnvBool(s string) (b, ok bool) {
 func (c *Config) resolve() error {
 	provider := str(c.values["provider"].v)
 
-	// Coder work root (spec §5.3): a non-default generic root fills an unset
-	// coder.workRoot; an explicit coder.workRoot wins.
+	// Coder work root (docs/configuration.md, Work root): a non-default
+	// generic root fills an unset coder.workRoot; an explicit coder.workRoot
+	// wins.
 	generic := c.values["workRoot"]
 	cw := c.values["coder.workRoot"]
 	switch {
@@ -467,11 +467,6 @@ func (c *Config) resolve() error {
 		c.values["workRoot"] = sw
 	}
 
-	if provider == "ssh" {
-		if v := c.values["target"]; str(v.v) != "linux" {
-			return exitcode.Errorf(exitcode.Usage, "provider=ssh supports target=linux only (got target=%s from %s%s)", str(v.v), v.origin, fileSuffix(v))
-		}
-	}
 	if provider != "coder" {
 		return nil
 	}
@@ -480,9 +475,6 @@ func (c *Config) resolve() error {
 	}
 	if v := c.values["serverType"]; v.source != SourceDefault {
 		return exitcode.Errorf(exitcode.Usage, "%s is not supported for provider=coder; choose a Coder template with --coder-template%s", v.origin, fileSuffix(v))
-	}
-	if v := c.values["target"]; str(v.v) != "linux" {
-		return exitcode.Errorf(exitcode.Usage, "provider=coder supports target=linux only (got target=%s from %s%s)", str(v.v), v.origin, fileSuffix(v))
 	}
 	return nil
 }

@@ -62,7 +62,8 @@ func checkLoaded(t *testing.T, c *Config) {
 	if c.IdleTimeout <= 0 || c.TTL <= 0 || c.Sync.Timeout <= 0 {
 		t.Fatalf("non-positive duration: idle %v ttl %v sync %v", c.IdleTimeout, c.TTL, c.Sync.Timeout)
 	}
-	for _, wr := range []string{c.WorkRoot, c.Coder.WorkRoot} {
+	generic, _ := c.Setting("workRoot")
+	for _, wr := range []string{generic.Value, c.Coder.WorkRoot} {
 		if !path.IsAbs(wr) || path.Clean(wr) != wr || strings.IndexFunc(wr, func(r rune) bool { return !workRootChar(r) }) >= 0 {
 			t.Fatalf("work root %q is not a clean safe absolute path", wr)
 		}

@@ -75,8 +75,8 @@ func TestDefaults(t *testing.T) {
 	f := newFixture(t)
 	c := f.mustLoad(nil)
 	want := Config{
-		Provider: "", Target: "linux", WorkRoot: "/work/crabbox",
-		IdleTimeout: 30 * time.Minute, TTL: 90 * time.Minute, Class: "beast", Type: "",
+		Provider:    "",
+		IdleTimeout: 30 * time.Minute, TTL: 90 * time.Minute,
 		Coder: CoderConfig{CLIPath: "coder", WorkspacePrefix: "crabbox-", WorkRoot: "/home/coder/crabbox",
 			Wait: "yes", Parameters: []string{}},
 		SSH: SSHConfig{Hosts: []SSHHost{}, WorkRoot: "/var/tmp/crabbox"},
@@ -258,8 +258,9 @@ func TestValidationErrors(t *testing.T) {
 		{name: "type flag coder", flags: map[string]string{"provider": "coder", "type": "cx22"},
 			want: `--type is not supported for provider=coder; choose a Coder template with --coder-template`},
 		{name: "type alias file coder", user: "provider: coder\ntype: cx22\n", want: `type is not supported for provider=coder`},
-		{name: "target coder", flags: map[string]string{"provider": "coder", "target": "macos"}, want: `provider=coder supports target=linux only`},
-		{name: "target invalid", env: map[string]string{"CRABBOX_TARGET": "plan9"}, want: `CRABBOX_TARGET must be linux, macos, or windows (got "plan9")`},
+		{name: "target coder", flags: map[string]string{"provider": "coder", "target": "macos"}, want: `--target must be linux, the only target crabbox supports (got "macos")`},
+		{name: "target ssh", repo: "provider: ssh\ntarget: windows\n", want: `target must be linux, the only target crabbox supports (got "windows"); set in `},
+		{name: "target invalid", env: map[string]string{"CRABBOX_TARGET": "plan9"}, want: `CRABBOX_TARGET must be linux, the only target crabbox supports (got "plan9")`},
 		{name: "provider invalid", flags: map[string]string{"provider": "aws"}, want: `--provider must be coder or ssh (got "aws")`},
 		{name: "param file", repo: "coder:\n  parameters:\n    - region=iad\n    - broken\n", want: `coder.parameters entry "broken" must be name=value`},
 		{name: "param file scalar", repo: "coder:\n  parameters: a=b,=c\n", want: `coder.parameters entry "=c" must be name=value`},
@@ -601,14 +602,11 @@ func TestWorkRootResolution(t *testing.T) {
 				f.env[k] = v
 			}
 			c := f.mustLoad(tt.flags)
-			if c.WorkRoot != tt.wantGeneric || c.Coder.WorkRoot != tt.wantCoder {
-				t.Errorf("workRoot %q coder.workRoot %q, want %q %q", c.WorkRoot, c.Coder.WorkRoot, tt.wantGeneric, tt.wantCoder)
+			if s := setting(t, c, "workRoot"); s.Value != tt.wantGeneric || c.Coder.WorkRoot != tt.wantCoder {
+				t.Errorf("workRoot %q coder.workRoot %q, want %q %q", s.Value, c.Coder.WorkRoot, tt.wantGeneric, tt.wantCoder)
 			}
 			if c.Source("coder.workRoot") != tt.wantCoderSrc || c.Source("workRoot") != tt.wantGenericSrc {
 				t.Errorf("sources coder %s generic %s, want %s %s", c.Source("coder.workRoot"), c.Source("workRoot"), tt.wantCoderSrc, tt.wantGenericSrc)
-			}
-			if s := setting(t, c, "workRoot"); s.Value != tt.wantGeneric {
-				t.Errorf("Settings workRoot %q", s.Value)
 			}
 		})
 	}
@@ -629,8 +627,9 @@ func TestProviderAndAliases(t *testing.T) {
 	f := newFixture(t)
 	f.writeUser("ttl: 3600\nidleTimeout: 45m\ntype: cx22\nclass: standard\nprovider: ssh\n")
 	c := f.mustLoad(nil)
-	if c.TTL != time.Hour || c.IdleTimeout != 45*time.Minute || c.Type != "cx22" || c.Class != "standard" || c.Provider != "ssh" {
-		t.Errorf("got ttl %v idle %v type %q class %q provider %q", c.TTL, c.IdleTimeout, c.Type, c.Class, c.Provider)
+	typ, class := setting(t, c, "serverType").Value, setting(t, c, "class").Value
+	if c.TTL != time.Hour || c.IdleTimeout != 45*time.Minute || typ != "cx22" || class != "standard" || c.Provider != "ssh" {
+		t.Errorf("got ttl %v idle %v type %q class %q provider %q", c.TTL, c.IdleTimeout, typ, class, c.Provider)
 	}
 	if s := setting(t, c, "ttl"); s.Key != "lease.ttl" || s.Value != "1h" || s.Source != SourceUser {
 		t.Errorf("ttl setting %+v", s)
@@ -644,7 +643,7 @@ func TestCoderAllowsDefaultClassAndLinux(t *testing.T) {
 	f := newFixture(t)
 	f.writeRepo("crabbox.yaml", "provider: coder\ntarget: Linux\ncoder:\n  template: go-dev\n  wait: AUTO\n")
 	c := f.mustLoad(nil)
-	if c.Provider != "coder" || c.Target != "linux" || c.Coder.Wait != "auto" || c.Class != "beast" {
+	if c.Provider != "coder" || setting(t, c, "target").Value != "linux" || c.Coder.Wait != "auto" || setting(t, c, "class").Value != "beast" {
 		t.Errorf("got %+v", c)
 	}
 }

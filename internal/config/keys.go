@@ -67,7 +67,9 @@ type keyDef struct {
 	// check normalizes and validates a parsed value. Its error message does
 	// not name the key: the caller prefixes the key, env var or flag.
 	check func(v any) (any, error)
-	set   func(c *Config, v any)
+	// set stores the value in its Config field; nil for a key that has
+	// none (it is only checked and shown).
+	set func(c *Config, v any)
 	// noneClears makes the env value "none" (and the flag value "none")
 	// clear a list.
 	noneClears bool
@@ -97,17 +99,18 @@ var keyTable = []*keyDef{
 		set: func(c *Config, v any) { c.Provider = str(v) },
 	},
 	{
+		// Only linux: every workspace crabbox runs on is Linux. The key and
+		// flag stay so `--target linux` (in crabbox's own stop hints, and in
+		// commands written for other crabbox implementations) is accepted.
 		KeySpec: KeySpec{Key: "target", Env: "CRABBOX_TARGET", Flag: "target", Kind: KindEnum, Default: DefaultTarget,
-			Values: []string{"linux", "macos", "windows"},
-			Usage:  "Target OS of the remote box: linux, macos or windows (coder: linux only)."},
+			Values: []string{"linux"},
+			Usage:  "Target OS of the remote box: linux only (accepted for compatibility)."},
 		def: DefaultTarget, check: checkTarget,
-		set: func(c *Config, v any) { c.Target = str(v) },
 	},
 	{
 		KeySpec: KeySpec{Key: "workRoot", Env: "CRABBOX_WORK_ROOT", Kind: KindString, Default: DefaultWorkRoot,
-			Usage: "Generic remote base directory for work dirs; a provider-specific root wins.", NeedsTrust: true},
+			Usage: "Generic remote base directory for work dirs: a non-default value fills an unset coder.workRoot and ssh.workRoot.", NeedsTrust: true},
 		def: DefaultWorkRoot, check: checkAbsPath,
-		set: func(c *Config, v any) { c.WorkRoot = str(v) },
 	},
 	{
 		KeySpec: KeySpec{Key: "lease.idleTimeout", Aliases: []string{"idleTimeout"}, Env: "CRABBOX_IDLE_TIMEOUT", Flag: "idle-timeout",
@@ -125,15 +128,13 @@ var keyTable = []*keyDef{
 	},
 	{
 		KeySpec: KeySpec{Key: "class", Env: "CRABBOX_DEFAULT_CLASS", Flag: "class", Kind: KindString, Default: DefaultClass,
-			Usage: "Machine class (not supported for provider=coder)."},
+			Usage: "Machine class of other crabbox providers; refused with provider=coder, no effect otherwise."},
 		def: DefaultClass, check: trimString,
-		set: func(c *Config, v any) { c.Class = str(v) },
 	},
 	{
 		KeySpec: KeySpec{Key: "serverType", Aliases: []string{"type"}, Env: "CRABBOX_SERVER_TYPE", Flag: "type", Kind: KindString, Default: "",
-			Usage: "Provider server type (not supported for provider=coder)."},
+			Usage: "Server type of other crabbox providers; refused with provider=coder, no effect otherwise."},
 		def: "", check: trimString,
-		set: func(c *Config, v any) { c.Type = str(v) },
 	},
 
 	// coder:
@@ -257,11 +258,6 @@ var keyTable = []*keyDef{
 		KeySpec: KeySpec{Key: "sync.fingerprint", Env: "CRABBOX_SYNC_FINGERPRINT", Kind: KindBool, Default: "true",
 			Usage: "Skip rsync when the remote fingerprint matches the local tree."},
 		def: true, set: func(c *Config, v any) { c.Sync.Fingerprint = boolean(v) },
-	},
-	{
-		KeySpec: KeySpec{Key: "sync.baseRef", Env: "CRABBOX_SYNC_BASE_REF", Kind: KindString,
-			Usage: "Git ref to hydrate the remote checkout against (default: the repo's base ref)."},
-		def: "", check: trimString, set: func(c *Config, v any) { c.Sync.BaseRef = str(v) },
 	},
 	{
 		KeySpec: KeySpec{Key: "sync.timeout", Env: "CRABBOX_SYNC_TIMEOUT", Kind: KindDuration, Default: "15m",

@@ -40,8 +40,8 @@ ssh:
 		!strings.Contains(s.Value, "alice@build1.example.com:22") || !strings.Contains(s.Value, "gpu=ci@gpu.internal:2200 identityFile=") {
 		t.Errorf("setting %+v", s)
 	}
-	if c.SSH.IdentityFile != f.home+"/.ssh/crabbox" || c.SSH.WorkRoot != DefaultSSHWorkRoot || c.WorkRoot != DefaultSSHWorkRoot {
-		t.Errorf("identity %q workRoot %q generic %q", c.SSH.IdentityFile, c.SSH.WorkRoot, c.WorkRoot)
+	if c.SSH.IdentityFile != f.home+"/.ssh/crabbox" || c.SSH.WorkRoot != DefaultSSHWorkRoot || setting(t, c, "workRoot").Value != DefaultSSHWorkRoot {
+		t.Errorf("identity %q workRoot %q generic %q", c.SSH.IdentityFile, c.SSH.WorkRoot, setting(t, c, "workRoot").Value)
 	}
 
 	// env replaces the list; the flag replaces env; none clears.
@@ -52,8 +52,8 @@ ssh:
 	}
 	c = f.mustLoad(map[string]string{"ssh-host": "x@c,y@d:23", "ssh-work-root": "/srv/w", "ssh-clean-workdir": "true"})
 	if len(c.SSH.Hosts) != 2 || c.SSH.Hosts[1].Endpoint() != "y@d:23" || c.Source("ssh.hosts") != SourceFlag ||
-		c.SSH.WorkRoot != "/srv/w" || c.WorkRoot != "/srv/w" || !c.SSH.CleanWorkdir {
-		t.Errorf("flag: %+v workRoot %q", c.SSH, c.WorkRoot)
+		c.SSH.WorkRoot != "/srv/w" || setting(t, c, "workRoot").Value != "/srv/w" || !c.SSH.CleanWorkdir {
+		t.Errorf("flag: %+v workRoot %q", c.SSH, setting(t, c, "workRoot").Value)
 	}
 	f.env["CRABBOX_SSH_HOSTS"] = "none"
 	if c = f.mustLoad(nil); len(c.SSH.Hosts) != 0 {
@@ -62,19 +62,19 @@ ssh:
 
 	// A non-default generic work root fills an unset ssh.workRoot.
 	f.env["CRABBOX_WORK_ROOT"] = "/data/cbx"
-	if c = f.mustLoad(nil); c.SSH.WorkRoot != "/data/cbx" || c.WorkRoot != "/data/cbx" {
-		t.Errorf("generic work root: ssh %q generic %q", c.SSH.WorkRoot, c.WorkRoot)
+	if c = f.mustLoad(nil); c.SSH.WorkRoot != "/data/cbx" || setting(t, c, "workRoot").Value != "/data/cbx" {
+		t.Errorf("generic work root: ssh %q generic %q", c.SSH.WorkRoot, setting(t, c, "workRoot").Value)
 	}
 	f.env["CRABBOX_SSH_WORK_ROOT"] = "/data/ssh"
-	if c = f.mustLoad(nil); c.SSH.WorkRoot != "/data/ssh" || c.WorkRoot != "/data/ssh" {
-		t.Errorf("explicit ssh work root: ssh %q generic %q", c.SSH.WorkRoot, c.WorkRoot)
+	if c = f.mustLoad(nil); c.SSH.WorkRoot != "/data/ssh" || setting(t, c, "workRoot").Value != "/data/ssh" {
+		t.Errorf("explicit ssh work root: ssh %q generic %q", c.SSH.WorkRoot, setting(t, c, "workRoot").Value)
 	}
 }
 
 func TestSSHProviderLinuxOnly(t *testing.T) {
 	f := newFixture(t)
 	_, err := f.load(map[string]string{"provider": "ssh", "target": "macos"})
-	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "provider=ssh supports target=linux only") {
+	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), `--target must be linux, the only target crabbox supports (got "macos")`) {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -29,11 +29,10 @@ func checkProvider(v any) (any, error) {
 
 func checkTarget(v any) (any, error) {
 	s := strings.ToLower(strings.TrimSpace(str(v)))
-	switch s {
-	case "linux", "macos", "windows":
+	if s == "linux" {
 		return s, nil
 	}
-	return nil, fmt.Errorf("must be linux, macos, or windows (got %q)", str(v))
+	return nil, fmt.Errorf("must be linux, the only target crabbox supports (got %q)", str(v))
 }
 
 func checkWait(v any) (any, error) {

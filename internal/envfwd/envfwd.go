@@ -1,7 +1,7 @@
 // Package envfwd selects which local environment variables a remote run
-// receives (spec §7.2) and renders them for a 0600 remote env file. Values
-// never appear on a command line: the caller sends Render's output on the
-// remote command's stdin.
+// receives (docs/commands/run.md, Environment) and renders them for a 0600
+// remote env file. Values never appear on a command line: the caller sends
+// Render's output on the remote command's stdin.
 package envfwd
 
 import (
@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
 var nameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -258,7 +259,7 @@ func Render(vars map[string]string) string {
 	sort.Strings(keys)
 	var b strings.Builder
 	for _, k := range keys {
-		b.WriteString("export " + k + "='" + strings.ReplaceAll(vars[k], "'", `'\''`) + "'\n")
+		b.WriteString("export " + k + "=" + sshx.Quote(vars[k]) + "\n")
 	}
 	return b.String()
 }

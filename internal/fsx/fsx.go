@@ -1,5 +1,6 @@
-// Package fsx holds the durable file writes crabbox's local state relies on
-// (claims, run records, caches).
+// Package fsx holds what crabbox's local state (claims, run records, lease
+// locks, caches) relies on: durable atomic writes, private (0700)
+// directories and exclusive lock files.
 package fsx
 
 import (

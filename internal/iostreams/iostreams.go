@@ -1,6 +1,6 @@
 // Package iostreams owns crabbox's stdio: where primary results and
 // diagnostics go, whether stderr is a terminal, NO_COLOR, and progress
-// display for slow steps (D11).
+// display for slow steps.
 package iostreams
 
 import (
@@ -41,7 +41,7 @@ func System() *IOStreams {
 // Test returns streams backed by buffers (stdin, stdout, stderr).
 func Test() (*IOStreams, *bytes.Buffer, *bytes.Buffer, *bytes.Buffer) {
 	in, out, errb := &bytes.Buffer{}, &bytes.Buffer{}, &bytes.Buffer{}
-	return &IOStreams{In: in, Out: out, ErrOut: &lockedWriter{w: errb}, now: time.Now}, in, out, errb
+	return &IOStreams{In: in, Out: out, ErrOut: SyncWriter(errb), now: time.Now}, in, out, errb
 }
 
 // IsStderrTTY reports whether stderr is a terminal.
@@ -143,7 +143,7 @@ func (p *Progress) tick() {
 		p.mu.Lock()
 		d := p.detail
 		p.mu.Unlock()
-		line := fmt.Sprintf("%s %s", p.label, round(p.s.now().Sub(p.start)))
+		line := fmt.Sprintf("%s %s", p.label, FormatDuration(p.s.now().Sub(p.start)))
 		if d != "" {
 			line += " (" + d + ")"
 		}
@@ -157,7 +157,7 @@ func (p *Progress) plain(suffix string) {
 	p.mu.Lock()
 	d := p.detail
 	p.mu.Unlock()
-	line := fmt.Sprintf("%s %s elapsed=%s", p.s.now().UTC().Format("15:04:05"), p.label, round(p.s.now().Sub(p.start)))
+	line := fmt.Sprintf("%s %s elapsed=%s", p.s.now().UTC().Format("15:04:05"), p.label, FormatDuration(p.s.now().Sub(p.start)))
 	if d != "" {
 		line += " " + d
 	}
@@ -185,27 +185,33 @@ func (p *Progress) Done(err error) time.Duration {
 		word = "failed after"
 	}
 	if p.s.stderrTTY {
-		fmt.Fprintf(p.s.ErrOut, "\r\033[K%s %s %s\n", p.label, word, round(d))
+		fmt.Fprintf(p.s.ErrOut, "\r\033[K%s %s %s\n", p.label, word, FormatDuration(d))
 	} else {
-		fmt.Fprintf(p.s.ErrOut, "%s %s %s %s\n", p.s.now().UTC().Format("15:04:05"), p.label, word, round(d))
+		fmt.Fprintf(p.s.ErrOut, "%s %s %s %s\n", p.s.now().UTC().Format("15:04:05"), p.label, word, FormatDuration(d))
 	}
 	return d
 }
 
-func round(d time.Duration) time.Duration {
-	if d > time.Second {
-		return d.Round(100 * time.Millisecond)
+// FormatDuration is how crabbox shows an elapsed time: to the millisecond
+// below a second ("412ms"), else to the tenth of a second ("1.2s",
+// "1m1.5s").
+func FormatDuration(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
 	}
-	return d.Round(time.Millisecond)
+	return d.Round(100 * time.Millisecond).String()
 }
 
-// lockedWriter serializes writes from progress goroutines in tests.
-type lockedWriter struct {
+// SyncWriter serializes the Write calls made on w, for writers shared by
+// goroutines (two stream copiers, a progress ticker and its caller).
+func SyncWriter(w io.Writer) io.Writer { return &syncWriter{w: w} }
+
+type syncWriter struct {
 	mu sync.Mutex
 	w  io.Writer
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
+func (l *syncWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)

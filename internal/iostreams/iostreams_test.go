@@ -1,9 +1,11 @@
 package iostreams
 
 import (
+	"bytes"
 	"errors"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -139,5 +141,50 @@ func TestStartStepPlain(t *testing.T) {
 	s.StartStep("creating workspace w1").Done(nil)
 	if errb.Len() != 0 {
 		t.Errorf("tty: quick step printed %q", errb.String())
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "0s",
+		412*time.Millisecond + 400*time.Microsecond: "412ms",
+		999 * time.Millisecond:                      "999ms",
+		time.Second:                                 "1s",
+		1234 * time.Millisecond:                     "1.2s",
+		61*time.Second + 550*time.Millisecond:       "1m1.6s",
+	} {
+		if got := FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// TestSyncWriter: concurrent writes arrive whole, none interleaved.
+func TestSyncWriter(t *testing.T) {
+	var buf bytes.Buffer
+	w := SyncWriter(&buf)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			line := []byte(strings.Repeat(string(rune('a'+i)), 64) + "\n")
+			for j := 0; j < 200; j++ {
+				if _, err := w.Write(line); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 8*200 {
+		t.Fatalf("%d lines", len(lines))
+	}
+	for _, l := range lines {
+		if len(l) != 64 || strings.Trim(l, l[:1]) != "" {
+			t.Fatalf("torn line %q", l)
+		}
 	}
 }

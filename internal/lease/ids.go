@@ -7,7 +7,7 @@ import (
 	"regexp"
 )
 
-// Prefixes of the identifiers crabbox mints (spec §3.1).
+// Prefixes of the identifiers crabbox mints.
 const (
 	LeaseIDPrefix = "cbx_"
 	RunIDPrefix   = "run_"

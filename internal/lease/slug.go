@@ -21,7 +21,7 @@ const slugAttempts = 20
 // that "<stem>-xxxx" stays within MaxSlugLen (36 + 1 + 4 = 41).
 const candidateStemLen = MaxSlugLen - 5
 
-// The generated-slug tables. Their order is part of the format (spec §3.2):
+// The generated-slug tables. Their order is part of the format:
 // changing it changes every generated slug.
 var (
 	slugAdjectives = [...]string{
@@ -84,7 +84,7 @@ func ValidateSlug(raw string) (string, error) {
 }
 
 // AllocateSlug picks a slug for a new lease that inUse does not report as
-// taken (spec §3.2). inUse gets normalized slugs; nil means nothing is in use.
+// taken. inUse gets normalized slugs; nil means nothing is in use.
 //
 //  1. The base: base normalized (an empty result falls back to
 //     GeneratedSlug(leaseID)), truncated to MaxSlugLen with trailing "-"

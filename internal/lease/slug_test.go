@@ -70,6 +70,11 @@ func TestNormalizeSlug(t *testing.T) {
 		{"crème brûlée", "cr-me-br-l-e"},
 		{"\u212a", "k"}, // Kelvin sign lowercases to k
 		{"x\ty\nz", "x-y-z"},
+		{"!!!", ""},
+		{"a/b", "a-b"},
+		{"héllo wörld", "h-llo-w-rld"},
+		{"cbx_4f1c2a9be310", "cbx-4f1c2a9be310"},
+		{"\xff\xfeab\xc3", "ab"}, // invalid UTF-8 bytes are other characters
 	}
 	for _, tt := range tests {
 		if got := NormalizeSlug(tt.in); got != tt.want {

@@ -7,19 +7,16 @@ package leaselock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
-	"github.com/gofrs/flock"
+	"github.com/crabbox-dev/crabbox/internal/fsx"
 )
 
 // Lock is a held lease lock.
-type Lock struct{ fl *flock.Flock }
-
-// pollInterval is how often a waiting process retries the lock.
-var pollInterval = 100 * time.Millisecond
+type Lock struct{ unlock func() }
 
 // Acquire takes the lock for leaseID under stateDir, waiting while another
 // process holds it. waiting is called once if the lock is busy (to tell the
@@ -30,28 +27,19 @@ func Acquire(ctx context.Context, stateDir, leaseID string, waiting func()) (*Lo
 		return nil, err
 	}
 	path := filepath.Join(dir, leaseID+".lock")
-	if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o600); err == nil {
-		f.Close()
-	}
-	fl := flock.New(path)
-	ok, err := fl.TryLock()
+	unlock, err := fsx.LockContext(ctx, path, waiting)
 	if err != nil {
-		return nil, fmt.Errorf("lease lock %s: %w", path, err)
-	}
-	if !ok {
-		if waiting != nil {
-			waiting()
-		}
-		if _, err := fl.TryLockContext(ctx, pollInterval); err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return nil, fmt.Errorf("waiting for lease %s: %w", leaseID, err)
 		}
+		return nil, fmt.Errorf("lease lock %s: %w", path, err)
 	}
-	return &Lock{fl: fl}, nil
+	return &Lock{unlock: unlock}, nil
 }
 
 // Release lets the next process in. Safe on nil and twice.
 func (l *Lock) Release() {
-	if l != nil && l.fl != nil {
-		l.fl.Unlock()
+	if l != nil && l.unlock != nil {
+		l.unlock()
 	}
 }

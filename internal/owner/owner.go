@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/claims"
+	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/provider"
 	"github.com/crabbox-dev/crabbox/internal/remotecmd"
@@ -76,16 +77,17 @@ func (c *Checker) Check(ctx context.Context, r Remote, l *provider.Lease, reclai
 		return res, nil
 	}
 	return res, exitcode.Errorf(exitcode.Transport, "writing the owner record %s/%s on %s failed (exit %d): %s",
-		l.Target.WorkRoot, remotecmd.OwnerFile, l.Workspace, code, firstLine(errb.String()))
+		l.Target.WorkRoot, remotecmd.OwnerFile, l.Workspace, code, execx.FirstLine(errb.String()))
 }
 
 // Claim makes this machine l's owner before a command uses it (one round
 // trip): a machine recorded for another state dir, or with another
 // machine's run in progress, is refused (exit 2, nothing changed on it)
 // unless reclaim. A claim this command just created (adoption by name) is
-// dropped again on refusal. next renders the command that takes the lease
-// over from here for an identifier.
-func (c *Checker) Claim(ctx context.Context, r Remote, l *provider.Lease, reclaim bool, next func(ident string) string) error {
+// dropped again on refusal. takeOver is the crabbox command that takes the
+// lease over from here for an identifier (e.g. "crabbox ssh --reclaim
+// blue"); the refusal shows it as exitcode.Next.
+func (c *Checker) Claim(ctx context.Context, r Remote, l *provider.Lease, reclaim bool, takeOver func(ident string) string) error {
 	res, err := c.Check(ctx, r, l, reclaim, true)
 	if err != nil {
 		return err
@@ -97,22 +99,22 @@ func (c *Checker) Claim(ctx context.Context, r Remote, l *provider.Lease, reclai
 	}
 	switch {
 	case res.Code == remotecmd.OwnerForeign && !l.Adopted:
-		return exitcode.Errorf(exitcode.Usage,
-			"lease %s was taken over by another machine (machine %s) at %s; its claim here is stale: `crabbox stop %s` drops it (or %s takes it back)",
-			l.ID, res.Record.MachineID, dash(res.Record.CreatedAt), l.ID, next(l.ID))
+		return exitcode.Refusef(
+			"lease %s was taken over by another machine (machine %s) at %s; its claim here is stale (`%s` would take it back); to drop it: %s",
+			l.ID, res.Record.MachineID, dash(res.Record.CreatedAt), takeOver(l.ID), exitcode.Next("crabbox stop "+l.ID))
 	case res.Code == remotecmd.OwnerForeign:
-		return exitcode.Errorf(exitcode.Usage,
+		return exitcode.Refusef(
 			"%s belongs to another machine (machine %s, lease %s, since %s); nothing was changed. To take it over from here: %s",
-			describe(l), res.Record.MachineID, dash(res.Record.LeaseID), dash(res.Record.CreatedAt), next(l.Workspace))
+			describe(l), res.Record.MachineID, dash(res.Record.LeaseID), dash(res.Record.CreatedAt), exitcode.Next(takeOver(l.Workspace)))
 	case res.Code == remotecmd.OwnerBusy:
 		b := res.Busy[0]
 		ident := l.ID
 		if l.Adopted {
 			ident = l.Workspace // its claim was dropped: the lease ID would not resolve
 		}
-		return exitcode.Errorf(exitcode.Usage,
+		return exitcode.Refusef(
 			"%s has a run in progress from another machine (machine %s, run %s); nothing was changed. To take it over anyway (that run's tree may change under it): %s",
-			describe(l), dash(b.MachineID), b.RunID, next(ident))
+			describe(l), dash(b.MachineID), b.RunID, exitcode.Next(takeOver(ident)))
 	}
 	if reclaim && res.Record.MachineID != "" {
 		if me, _ := c.MachineID(); res.Record.MachineID != me {
@@ -135,14 +137,14 @@ func (c *Checker) StopGate(ctx context.Context, r Remote, l *provider.Lease, rec
 	}
 	res, err := c.Check(ctx, r, l, false, false)
 	if err != nil {
-		c.Warn(fmt.Sprintf("could not read the owner record on %s (%v); releasing it", l.Workspace, firstLine(err.Error())))
+		c.Warn(fmt.Sprintf("could not read the owner record on %s (%v); releasing it", l.Workspace, execx.FirstLine(err.Error())))
 		return false, nil
 	}
 	if len(res.Busy) > 0 {
 		b := res.Busy[0]
-		return false, exitcode.Errorf(exitcode.Usage,
-			"refusing to stop lease %s: %s has a run in progress from another machine (machine %s, run %s); nothing was changed. To stop it anyway: `crabbox stop --reclaim %s`",
-			l.ID, describe(l), dash(b.MachineID), b.RunID, l.ID)
+		return false, exitcode.Refusef(
+			"refusing to stop lease %s: %s has a run in progress from another machine (machine %s, run %s); nothing was changed. To stop it anyway: %s",
+			l.ID, describe(l), dash(b.MachineID), b.RunID, exitcode.Next("crabbox stop --reclaim "+l.ID))
 	}
 	return res.Code == remotecmd.OwnerForeign, nil
 }
@@ -158,14 +160,6 @@ func describe(l *provider.Lease) string {
 func dash(s string) string {
 	if s == "" {
 		return "-"
-	}
-	return s
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
 	}
 	return s
 }

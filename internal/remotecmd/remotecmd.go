@@ -8,11 +8,14 @@
 package remotecmd
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"path"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
@@ -34,6 +37,19 @@ type Params struct {
 	ResultsAuto bool
 	// Env is the rendered env file (envfwd.Render); sent on stdin only.
 	Env string
+	// ForwardStdin gives the command the rest of the ssh session's stdin
+	// (what follows Command.Stdin, EOF included); otherwise its stdin is
+	// /dev/null.
+	ForwardStdin bool
+	// UserScript, when set, is the user's own script (--script,
+	// --script-stdin): it is uploaded under .crabbox/scripts/ and run with
+	// Argv as its arguments ($1…); Shell is then ignored.
+	UserScript *UserScript
+}
+
+// UserScript is a script file's content to upload and run.
+type UserScript struct {
+	Body string
 }
 
 // Command is a rendered remote command.
@@ -42,9 +58,14 @@ type Command struct {
 	// fixed-size whatever the argv: the argv and the env travel on Stdin,
 	// so no OS argument limit applies to the user's command line.
 	Line string
-	// Stdin must be the ssh command's stdin: the env file, then the
-	// command script, each read with `head -c` of its exact length.
+	// Stdin must be the ssh command's stdin: the env file, the command
+	// script, then the user's script (with UserScript), each read with
+	// `head -c` of its exact length. With ForwardStdin the command's own
+	// input follows it on the same stream.
 	Stdin string
+	// ScriptFile is the uploaded user script ("" without UserScript):
+	// .crabbox/scripts/<content hash>.sh under the workdir.
+	ScriptFile string
 	// PIDFile holds the process group ID while the command runs.
 	PIDFile string
 	// ExitFile is written only when the command itself exits 255 (ssh's own
@@ -58,6 +79,17 @@ type Command struct {
 // Meta is the run metadata dir under a workdir.
 func Meta(workdir string) string { return path.Join(workdir, ".crabbox") }
 
+// NeedsShell reports whether argv is a single word holding whitespace or
+// any of & | ; < > * $ ( ) or a backtick, i.e. a shell script meant for
+// bash rather than a program name (so `crabbox run -- "pnpm i && pnpm test"`
+// runs the script; Params.Shell).
+func NeedsShell(argv []string) bool {
+	if len(argv) != 1 {
+		return false
+	}
+	return strings.IndexFunc(argv[0], unicode.IsSpace) >= 0 || strings.ContainsAny(argv[0], "&|;<>*$()`")
+}
+
 // Script is the bash script that runs the user's command: `exec` of the
 // quoted argv words, or the joined words themselves with Shell.
 func Script(argv []string, shell bool) string {
@@ -67,17 +99,40 @@ func Script(argv []string, shell bool) string {
 	return "exec " + sshx.QuoteArgs(argv) + "\n"
 }
 
+// ScriptFor is the run script that starts an uploaded user script at
+// file with args: `exec` of the file itself when it starts with a shebang
+// (it is made executable), else `exec bash <file> <args>`.
+func ScriptFor(file string, body string, args []string) string {
+	cmd := "exec bash " + sshx.Quote(file)
+	if strings.HasPrefix(body, "#!") {
+		cmd = "exec " + sshx.Quote(file)
+	}
+	if len(args) > 0 {
+		cmd += " " + sshx.QuoteArgs(args)
+	}
+	return cmd + "\n"
+}
+
+// ScriptsDir is where user scripts are uploaded under a workdir.
+func ScriptsDir(workdir string) string { return path.Join(Meta(workdir), "scripts") }
+
 // Render builds the remote command for p. On the workspace it:
 //
-//   - creates the workdir and .crabbox/{env,runs} (exit 97 when it cannot);
+//   - creates the workdir and .crabbox/{env,runs} (and .crabbox/scripts
+//     with a UserScript; exit 97 when it cannot);
 //   - reads the env file and the command script from stdin into 0600 files
-//     (umask 077);
+//     (umask 077), and a user script into .crabbox/scripts/<hash>.sh
+//     (through a temporary name, so a process still running an older copy
+//     keeps its file);
+//   - with ForwardStdin, keeps the rest of its stdin on fd 3 for the
+//     command and gives the login shell /dev/null, so a profile cannot
+//     consume the command's input;
 //   - in a login bash, sources the env file after the profile (so forwarded
 //     variables win) and removes it, then starts `bash <script>` with stdin
-//     /dev/null in its
-//     own process group (set -m), records the group in the pid file, waits,
-//     removes the pid and script files, writes the exit file when the code
-//     is 255, and exits with the command's code.
+//     /dev/null (or fd 3 with ForwardStdin) in its own process group
+//     (set -m), records the group in the pid file, waits, removes the pid
+//     and script files, writes the exit file when the code is 255, and
+//     exits with the command's code.
 func Render(p Params) Command {
 	meta := Meta(p.Workdir)
 	envFile := path.Join(meta, "env", p.RunID+".env")
@@ -91,20 +146,48 @@ func Render(p Params) Command {
 		c.Dir = path.Join(p.Workdir, p.Subdir)
 	}
 	script := Script(p.Argv, p.Shell)
+	var user string
+	if p.UserScript != nil {
+		user = p.UserScript.Body
+		sum := sha256.Sum256([]byte(user))
+		c.ScriptFile = path.Join(ScriptsDir(p.Workdir), hex.EncodeToString(sum[:8])+".sh")
+		script = ScriptFor(c.ScriptFile, user, p.Argv)
+	}
 	scriptFile := path.Join(runs, p.RunID+".sh")
-	c.Stdin = p.Env + script
+	c.Stdin = p.Env + script + user
 	q := sshx.Quote
 	var b strings.Builder
-	fmt.Fprintf(&b, "mkdir -p %s %s %s || exit 97; ", q(p.Workdir), q(path.Join(meta, "env")), q(runs))
-	fmt.Fprintf(&b, "(umask 077 && head -c %d > %s && head -c %d > %s) || { rm -f %s %s; exit 97; }; ",
-		len(p.Env), q(envFile), len(script), q(scriptFile), q(envFile), q(scriptFile))
+	dirs := q(p.Workdir) + " " + q(path.Join(meta, "env")) + " " + q(runs)
+	if c.ScriptFile != "" {
+		dirs += " " + q(ScriptsDir(p.Workdir))
+	}
+	fmt.Fprintf(&b, "mkdir -p %s || exit 97; ", dirs)
+	upload := fmt.Sprintf("head -c %d > %s && head -c %d > %s", len(p.Env), q(envFile), len(script), q(scriptFile))
+	cleanup := q(envFile) + " " + q(scriptFile)
+	if c.ScriptFile != "" {
+		tmp := path.Join(ScriptsDir(p.Workdir), p.RunID+".tmp")
+		upload += fmt.Sprintf(" && head -c %d > %s", len(user), q(tmp))
+		if strings.HasPrefix(user, "#!") {
+			upload += " && chmod 700 " + q(tmp)
+		}
+		upload += fmt.Sprintf(" && mv -f %s %s", q(tmp), q(c.ScriptFile))
+		cleanup += " " + q(tmp)
+	}
+	fmt.Fprintf(&b, "(umask 077 && %s) || { rm -f %s; exit 97; }; ", upload, cleanup)
 	if p.ResultsAuto {
 		fmt.Fprintf(&b, "touch %s; ", q(path.Join(runs, p.RunID+".start")))
 	}
+	// The command's input: /dev/null, or the rest of this stream, kept on
+	// fd 3 past the login shell's profile (which reads /dev/null).
+	stdin := "</dev/null"
+	if p.ForwardStdin {
+		b.WriteString("exec 3<&0 </dev/null; ")
+		stdin = "<&3 3<&-"
+	}
 	// The env file is sourced inside the login shell, after its profile,
 	// so a forwarded variable (PATH included) is what the command sees.
-	inner := fmt.Sprintf(`. "$2"; rm -f "$2"; set -m; cd %s || { printf 'crabbox: cannot enter %%s on the workspace\n' %s >&2; rm -f "$1"; exit 97; }; bash "$1" </dev/null & p=$!; set +m; echo $p > %s; wait $p; rc=$?; rm -f %s "$1"; if [ $rc -eq 255 ]; then echo 255 > %s; fi; exit $rc`,
-		q(c.Dir), q(c.Dir), q(c.PIDFile), q(c.PIDFile), q(c.ExitFile))
+	inner := fmt.Sprintf(`. "$2"; rm -f "$2"; set -m; cd %s || { printf 'crabbox: cannot enter %%s on the workspace\n' %s >&2; rm -f "$1"; exit 97; }; bash "$1" %s & p=$!; set +m; echo $p > %s; wait $p; rc=$?; rm -f %s "$1"; if [ $rc -eq 255 ]; then echo 255 > %s; fi; exit $rc`,
+		q(c.Dir), q(c.Dir), stdin, q(c.PIDFile), q(c.PIDFile), q(c.ExitFile))
 	fmt.Fprintf(&b, "exec bash -lc %s bash %s %s", q(inner), q(scriptFile), q(envFile))
 	c.Line = b.String()
 	return c
@@ -146,7 +229,8 @@ func KillScript(pidFile string) string {
 // power loss). Its process group is stopped before the tree is changed, but
 // only if the group leader really is that run (its environment carries
 // CRABBOX_RUN_ID=<run>), so a reused PID is never signalled. Exit files
-// and scripts of finished runs are removed.
+// and scripts of finished runs are removed, and so is a user script's
+// upload a killed run left half-written.
 const ReapLeftovers = `for f in "$wd"/.crabbox/runs/run_*.pid; do
   [ -f "$f" ] || continue
   id=$(basename "$f" .pid); p=$(cat "$f" 2>/dev/null)
@@ -157,7 +241,7 @@ const ReapLeftovers = `for f in "$wd"/.crabbox/runs/run_*.pid; do
   fi
   rm -f "$f"
 done
-rm -f "$wd"/.crabbox/runs/run_*.exit "$wd"/.crabbox/runs/run_*.sh 2>/dev/null
+rm -f "$wd"/.crabbox/runs/run_*.exit "$wd"/.crabbox/runs/run_*.sh "$wd"/.crabbox/scripts/run_*.tmp 2>/dev/null
 true`
 
 // MaxReportBytes caps one collected JUnit file.

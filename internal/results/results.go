@@ -1,6 +1,6 @@
 // Package results parses JUnit XML test reports into a compact summary
-// (spec §7.6): counts, total time and the failed test cases. It is pure: no
-// file system, no crabbox imports.
+// (docs/commands/history.md, crabbox results): counts, total time and the
+// failed test cases. It is pure: no file system, no crabbox imports.
 package results
 
 import (

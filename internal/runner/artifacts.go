@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/artifacts"
+	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/runs"
 	"github.com/crabbox-dev/crabbox/internal/sshx"
@@ -43,15 +44,16 @@ func (r *run) testsFail() bool {
 	return r.s.FailOnTestFailures && rec.Results != nil && rec.Results.HasFailures()
 }
 
-// fetchArtifacts runs the one transfer after the command (exit code): the
-// artifacts into the run's record dir, and, when the command succeeded,
+// fetchArtifacts runs the one transfer after the command (passed: it
+// exited 0 and wrote its captures): the artifacts into the run's record
+// dir, and, when the command succeeded,
 // the --require-artifact check and the downloads. A transfer that fails
 // only warns unless the run needs it (a successful command with
 // --require-artifact or --download: then exit 7); a missing required
 // artifact or a download that could not be written fails the run (exit 1).
-func (r *run) fetchArtifacts(ctx context.Context, sess *sshx.Session, workdir string, code int) error {
+func (r *run) fetchArtifacts(ctx context.Context, sess *sshx.Session, workdir string, passed bool) error {
 	a := r.s.Artifacts
-	success := code == 0 && !r.testsFail()
+	success := passed && !r.testsFail()
 	req := artifacts.Request{Workdir: workdir, Globs: a.Globs, MaxFiles: a.MaxFiles, MaxBytes: a.MaxBytes,
 		Dir: r.d.Runs.ArtifactsDir(r.runID)}
 	if req.MaxFiles <= 0 {
@@ -81,7 +83,7 @@ func (r *run) fetchArtifacts(ctx context.Context, sess *sshx.Session, workdir st
 	r.timing["artifactsMs"], r.timing["artifacts"] = ms, len(res.Artifacts)
 	phase := runs.Phase{Name: "artifacts", Ms: ms}
 	if err != nil {
-		phase.Error = firstLine(err.Error())
+		phase.Error = execx.FirstLine(err.Error())
 	}
 	r.update(func(rec *runs.Record) {
 		rec.Artifacts = res.Artifacts

@@ -359,3 +359,67 @@ func TestRunArtifactBounds(t *testing.T) {
 		t.Errorf("no bound warning:\n%s", h.notes)
 	}
 }
+
+// Downloads join the run's local outputs: one file named by a download
+// and a capture, or by two downloads (through a symlinked dir, or under
+// directories that do not exist yet), or one download inside another's
+// file, is refused before anything runs; missing parents are fine for a
+// download (it makes them), not for a capture.
+func TestLocalOutputsWithDownloads(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "real"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	p := func(s string) string { return filepath.Join(dir, s) }
+	dl := func(remote, local string) artifacts.Download { return artifacts.Download{Remote: remote, Local: local} }
+	for _, tc := range []struct {
+		name    string
+		capture string
+		dls     []artifacts.Download
+		want    string
+	}{
+		{"capture and download", p("x"), []artifacts.Download{dl("a", p("x"))}, "name the same local file"},
+		{"two downloads via a symlinked dir", "", []artifacts.Download{dl("a", p("real/f")), dl("b", p("link/f"))}, "name the same local file"},
+		{"two downloads under new dirs", "", []artifacts.Download{dl("a", p("real/n/m/f")), dl("b", p("link/n/m/f"))}, "name the same local file"},
+		{"a download inside another", "", []artifacts.Download{dl("a", p("out")), dl("b", p("out/x"))}, "needs as a directory"},
+		{"the other way round", "", []artifacts.Download{dl("b", p("out/x")), dl("a", p("out"))}, "needs as a directory"},
+		{"a download onto a directory", "", []artifacts.Download{dl("a", p("real"))}, "is a directory"},
+		{"distinct, under new dirs (positive control)", "", []artifacts.Download{dl("a", p("real/f2")), dl("b", p("x/y"))}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			s := h.spec("echo", "never")
+			s.CaptureStdout = tc.capture
+			s.Artifacts = ArtifactSpec{Downloads: tc.dls}
+			err := CheckLocalOutputs(LocalOutputPaths(s))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			out, err := Run(context.Background(), h.deps, s)
+			if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v (exit %d), want exit 2 with %q", err, exitcode.Code(err), tc.want)
+			}
+			if len(h.prov.calls) != 0 || len(h.lb.calls()) != 0 {
+				t.Errorf("ran something: provider %q, exec %q", h.prov.calls, h.lb.calls())
+			}
+			if _, gerr := h.store.Get(out.RunID); gerr == nil {
+				t.Error("a run record was written")
+			}
+		})
+	}
+	// A capture still needs its directory; a file in the way of a
+	// download's directory is refused.
+	if err := CheckLocalOutputs([]LocalOutput{{Flag: "--capture-stdout", Path: p("nope/x")}}); err == nil {
+		t.Error("a capture under a missing dir passed")
+	}
+	os.WriteFile(p("file"), []byte("x"), 0o644)
+	if err := CheckLocalOutputs([]LocalOutput{{Flag: "--download a", Path: p("file/x"), MakeDirs: true}}); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("a download under a file: %v", err)
+	}
+}

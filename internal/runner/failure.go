@@ -167,14 +167,14 @@ func gitState(x execx.Runner, repo string) bundle.Git {
 	defer cancel()
 	res, err := x.Run(ctx, execx.Cmd{Name: "git", Args: []string{"-C", repo, "rev-parse", "HEAD"}, Timeout: 10 * time.Second})
 	if err != nil {
-		g.Error = "git rev-parse HEAD: " + firstLine(err.Error())
+		g.Error = "git rev-parse HEAD: " + execx.FirstLine(err.Error())
 	} else {
 		g.Head = strings.TrimSpace(string(res.Stdout))
 	}
 	res, err = x.Run(ctx, execx.Cmd{Name: "git", Args: []string{"-C", repo, "status", "--porcelain=v1", "-z"}, Timeout: 10 * time.Second})
 	if err != nil {
 		if g.Error == "" {
-			g.Error = "git status: " + firstLine(err.Error())
+			g.Error = "git status: " + execx.FirstLine(err.Error())
 		}
 		return g
 	}

@@ -66,6 +66,19 @@ type Spec struct {
 	// Stdout and Stderr receive the command's streams (the run log gets a
 	// copy).
 	Stdout, Stderr io.Writer
+	// Stdin, when non-nil, is forwarded to the command, EOF included
+	// (crabbox's stdin when it is not a terminal); nil gives the command
+	// /dev/null.
+	Stdin io.Reader
+	// Script, when non-nil, is run instead of a command (uploaded under the
+	// workdir's .crabbox/scripts/), with Argv as its arguments; Shell is
+	// ignored.
+	Script *Script
+	// CaptureStdout and CaptureStderr, when set, are local files (0600,
+	// put in place when the command ends) that receive that remote stream's
+	// raw bytes instead of Stdout/Stderr and the run log; the log notes the
+	// capture and its size. See LocalOutputPaths and CheckLocalOutputs.
+	CaptureStdout, CaptureStderr string
 }
 
 // Deps are the services a run uses.
@@ -124,6 +137,7 @@ type run struct {
 	lease  *provider.Lease
 	fresh  bool
 	timing map[string]any
+	caps   []*capture
 	// step is the step in progress (Step*); envNames the variables the
 	// command got (nil before they are known).
 	step     string
@@ -141,9 +155,17 @@ func Run(ctx context.Context, d Deps, s Spec) (Outcome, error) {
 	}
 	r := &run{d: d, s: s, runID: lease.NewRunID(), fresh: s.Ident == "", step: StepLease,
 		timing: map[string]any{"provider": d.Provider.Name()}}
+	// Local outputs are checked and made before anything runs.
 	var err error
+	if err = CheckLocalOutputs(LocalOutputPaths(s)); err == nil {
+		r.caps, err = openCaptures(s)
+	}
+	if err != nil {
+		return Outcome{RunID: r.runID, Exit: exitcode.Code(err), Timing: r.timing}, err
+	}
+	defer abortCaptures(r.caps) // a no-op for the committed ones
 	r.rec, err = d.Runs.Start(runs.Record{
-		ID: r.runID, Provider: d.Provider.Name(), RepoRoot: s.RepoRoot, Command: s.Argv, Shell: s.Shell, StartedAt: d.Now(),
+		ID: r.runID, Provider: d.Provider.Name(), RepoRoot: s.RepoRoot, Command: s.commandWords(), Shell: s.Shell && s.Script == nil, StartedAt: d.Now(),
 	})
 	if err != nil {
 		return Outcome{RunID: r.runID, Exit: exitcode.Code(err), Timing: r.timing}, err
@@ -205,7 +227,7 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	// lease ready.)
 	if !provider.KeepsOwnerRecord(d.Provider) {
 		if err := d.Owner.Claim(ctx, sess, l, s.Reclaim, func(ident string) string {
-			return "`crabbox run --reclaim --id " + ident + " -- …`"
+			return "crabbox run --reclaim --id " + ident + " -- …"
 		}); err != nil {
 			if l.Adopted {
 				r.lease = nil // its claim is gone again: no "kept" hint
@@ -253,18 +275,54 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	if len(r.envNames) > 4 {
 		r.notef("env forwarded: %s", strings.Join(r.envNames, ","))
 	}
-	rc := remotecmd.Render(remotecmd.Params{
-		Workdir: workdir, Subdir: s.Subdir, RunID: r.runID, Argv: s.Argv, Shell: s.Shell || sshx.NeedsShell(s.Argv),
-		ResultsAuto: s.ResultsAuto, Env: envfwd.Render(vars),
-	})
-	r.notef("running on %s %s", l.Workspace, runs.CommandLine(s.Argv, s.Shell))
+	p := remotecmd.Params{
+		Workdir: workdir, Subdir: s.Subdir, RunID: r.runID, Argv: s.Argv, Shell: s.Shell || remotecmd.NeedsShell(s.Argv),
+		ResultsAuto: s.ResultsAuto, Env: envfwd.Render(vars), ForwardStdin: s.Stdin != nil,
+	}
+	if s.Script != nil {
+		p.Shell, p.UserScript = false, &remotecmd.UserScript{Body: string(s.Script.Body)}
+	}
+	rc := remotecmd.Render(p)
+	r.notef("running on %s %s", l.Workspace, runs.CommandLine(s.commandWords(), s.Shell && s.Script == nil))
 
+	in, err := newCommandInput(rc.Stdin, s.Stdin)
+	if err != nil {
+		return -1, err
+	}
 	r.step = StepCommand
 	cmdStart := d.Now()
 	logw := r.rec.Log()
-	code, err := sess.Run(ctx, rc.Line, strings.NewReader(rc.Stdin), io.MultiWriter(s.Stdout, logw), io.MultiWriter(s.Stderr, logw))
+	var stdout, stderr io.Writer = io.MultiWriter(s.Stdout, logw), io.MultiWriter(s.Stderr, logw)
+	if f := captureFile(r.caps, "stdout"); f != nil {
+		stdout = f // the file itself: ssh writes it directly
+	}
+	if f := captureFile(r.caps, "stderr"); f != nil {
+		stderr = f
+	}
+	// An interrupt stops the remote process group at once, while the ssh
+	// client is still being torn down: an OpenSSH server keeps a session's
+	// command running after its client goes, and the control master holds
+	// the client's output pipes until the command ends, so waiting for the
+	// client first costs its whole WaitDelay.
+	cmdDone := make(chan struct{})
+	earlyStop := make(chan struct{})
+	go func() {
+		defer close(earlyStop)
+		select {
+		case <-ctx.Done():
+			r.stopRemoteQuiet(ctx, sess, rc.PIDFile)
+		case <-cmdDone:
+		}
+	}()
+	code, err := sess.Run(ctx, rc.Line, in.r, stdout, stderr)
+	close(cmdDone)
+	<-earlyStop
 	r.timing["commandMs"] = d.Now().Sub(cmdStart).Milliseconds()
+	if rerr := in.close(); rerr != nil {
+		r.notef("warning: reading stdin for the command: %v (the command saw EOF there)", rerr)
+	}
 	if ctx.Err() != nil {
+		_ = r.commitCaptures(r.caps, "the run was interrupted, so it may end early")
 		r.stopRemote(ctx, sess, rc.PIDFile, l.Workspace)
 		return exitcode.Interrupted, context.Canceled
 	}
@@ -276,6 +334,11 @@ func (r *run) execute(ctx context.Context) (int, error) {
 			code, err = c, nil
 		}
 	}
+	partial := ""
+	if err != nil {
+		partial = "the tunnel failed, so it may end early"
+	}
+	capErr := r.commitCaptures(r.caps, partial)
 	if err != nil {
 		if exitcode.Code(err) == exitcode.Transport {
 			// The tunnel dropped mid-command, but the remote command runs on
@@ -285,7 +348,7 @@ func (r *run) execute(ctx context.Context) (int, error) {
 			if r.stopRemote(ctx, sess, rc.PIDFile, l.Workspace) {
 				r.notef("stopped the remote command after the tunnel dropped")
 			}
-			return -1, fmt.Errorf("running the command on %s: %w; next: `crabbox status %s`, then rerun", l.Workspace, err, l.Ident())
+			return -1, fmt.Errorf("running the command on %s: %w; %s, then rerun", l.Workspace, err, exitcode.Next("crabbox status "+l.Ident()))
 		}
 		return -1, err
 	}
@@ -295,12 +358,16 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	}
 	if s.Artifacts.wanted() {
 		r.step = StepArtifacts
-		if err := r.fetchArtifacts(ctx, sess, workdir, code); err != nil {
+		if err := r.fetchArtifacts(ctx, sess, workdir, code == 0 && capErr == nil); err != nil {
 			if errors.Is(err, context.Canceled) {
 				return exitcode.Interrupted, err
 			}
 			return -1, err
 		}
+	}
+	if capErr != nil && code == 0 {
+		r.step = StepCommand
+		return -1, capErr // the file asked for is missing: not a success
 	}
 	return code, nil
 }
@@ -352,6 +419,14 @@ func commandExit(ctx context.Context, sess *sshx.Session, exitFile string) (int,
 		return 0, false
 	}
 	return remotecmd.ParseExitStatus(string(out))
+}
+
+// stopRemoteQuiet is stopRemote's first try on an interrupt: no warning
+// (stopRemote follows once the command's ssh has ended, and warns then).
+func (r *run) stopRemoteQuiet(ctx context.Context, sess *sshx.Session, pidFile string) {
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	_, _ = sess.Run(kctx, remotecmd.KillScript(pidFile), nil, nil, nil)
 }
 
 // stopRemote stops the run's remote process group (interrupt, or a tunnel
@@ -436,7 +511,7 @@ func (r *run) finish(code int, runErr error) (Outcome, error) {
 		phase := runs.Phase{Name: "release", Ms: d.Now().Sub(releaseStart).Milliseconds()}
 		switch {
 		case out.ReleaseErr != nil:
-			phase.Error = firstLine(out.ReleaseErr.Error())
+			phase.Error = execx.FirstLine(out.ReleaseErr.Error())
 		case !out.Released:
 			phase.Skipped, phase.Reason = true, "lease kept"
 		}
@@ -493,14 +568,6 @@ func (r *run) update(fn func(*runs.Record)) {
 func dash(s string) string {
 	if s == "" {
 		return "-"
-	}
-	return s
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
 	}
 	return s
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+
+	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
 // CommandLine renders a recorded command on one line: a --shell command
@@ -26,12 +28,9 @@ func CommandLine(argv []string, shell bool) string {
 	return Escape(s)
 }
 
-// QuoteWord shell-quotes one word when it needs it.
+// QuoteWord shell-quotes one word (sshx.Quote) when it needs it.
 func QuoteWord(w string) string {
-	if w == "" {
-		return "''"
-	}
-	safe := true
+	safe := w != ""
 	for _, c := range w {
 		if !(unicode.IsLetter(c) || unicode.IsDigit(c) || strings.ContainsRune("-_./=:,+@%^", c)) {
 			safe = false
@@ -41,7 +40,7 @@ func QuoteWord(w string) string {
 	if safe {
 		return w
 	}
-	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+	return sshx.Quote(w)
 }
 
 // Escape writes control characters as \n, \t, \r or \xNN, so a value

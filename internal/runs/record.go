@@ -1,4 +1,4 @@
-// Package runs keeps crabbox's local run history (decision D3): one
+// Package runs keeps crabbox's local run history (docs/commands/history.md): one
 // directory per run under <stateDir>/runs/<runID>/ holding run.json (the
 // record, replaced atomically) and the combined output log (the last 8 MiB,
 // in rotating segments). history, logs and results read it with no server.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/crabbox-dev/crabbox/internal/fsx"
 	"github.com/crabbox-dev/crabbox/internal/lease"
 )
 
@@ -58,7 +59,7 @@ func (s *Store) Start(rec Record) (*Run, error) {
 	me := self()
 	rec.PID, rec.PIDStart, rec.BootID, rec.Host = os.Getpid(), me.start, me.boot, me.host
 
-	if err := ensureDir(s.RunsDir()); err != nil {
+	if err := fsx.EnsurePrivateDir(s.RunsDir()); err != nil {
 		return nil, fmt.Errorf("run history: %w", err)
 	}
 	// Build the run directory aside and rename it into place, so a listed

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/fsx"
 	"github.com/crabbox-dev/crabbox/internal/lease"
 )
 
@@ -267,7 +268,7 @@ func writeRecord(dir string, rec *Record) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := lockFile(filepath.Join(dir, lockName))
+	unlock, err := fsx.Lock(filepath.Join(dir, lockName))
 	if err != nil {
 		return err
 	}
@@ -291,7 +292,7 @@ func settle(dir string, rec *Record) {
 		return
 	}
 	markInterrupted(dir, rec)
-	unlock, err := lockFile(filepath.Join(dir, lockName))
+	unlock, err := fsx.Lock(filepath.Join(dir, lockName))
 	if err != nil {
 		return
 	}

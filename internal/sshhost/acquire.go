@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/claims"
+	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/lease"
 	"github.com/crabbox-dev/crabbox/internal/provider"
@@ -128,19 +129,7 @@ func (p *Provider) claimFree(id string, req AcquireRequest, tried map[string]boo
 		if chosen == nil {
 			return nil
 		}
-		inUse := func(sl string) bool { // slugs are unique across this state dir
-			for _, c := range all {
-				if lease.NormalizeSlug(c.Slug) == sl {
-					return true
-				}
-			}
-			return false
-		}
-		base := req.Slug
-		if base == "" {
-			base = lease.GeneratedSlug(id)
-		}
-		slug, err := lease.AllocateSlug(base, id, inUse)
+		slug, err := claims.AllocateSlug(all, req.Slug, id)
 		if err != nil {
 			return err
 		}
@@ -206,13 +195,13 @@ func (p *Provider) finishAcquire(ctx context.Context, req AcquireRequest, l *Lea
 // and the claim go (the host is never touched otherwise), unless Keep.
 func (p *Provider) rollback(ctx context.Context, req AcquireRequest, l *Lease, cause error) error {
 	if req.Keep {
-		return fmt.Errorf("%w; host %s stays claimed by lease %s (--keep); release it with `crabbox stop --provider ssh %s`", cause, l.Workspace, l.ID, l.ID)
+		return fmt.Errorf("%w; host %s stays claimed by lease %s (--keep); to release it: %s", cause, l.Workspace, l.ID, exitcode.Next("crabbox stop --provider ssh "+l.ID))
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
 	p.emit(Event{Kind: provider.EventRollback, Message: fmt.Sprintf("rolling back: releasing ssh host %s", l.Workspace)})
 	if _, err := p.dropRemote(rctx, l, false); err != nil {
-		p.warnf("could not drop the owner record on host %s (%v); it names this machine, which takes it over on its next claim", l.Workspace, firstLine(err.Error()))
+		p.warnf("could not drop the owner record on host %s (%v); it names this machine, which takes it over on its next claim", l.Workspace, execx.FirstLine(err.Error()))
 	}
 	if err := p.Claims.Remove(l.ID); err != nil {
 		p.warnf("removing claim %s: %v", l.ID, err)
@@ -250,7 +239,7 @@ func allBusy(hosts []Host, byEndpoint map[string]holder) error {
 	case keyErr != nil:
 		return exitcode.New(exitcode.Transport, &messageError{msg: msg, err: keyErr})
 	case transportOnly && len(held) > 0:
-		return exitcode.Errorf(exitcode.Transport, "%s. No host could be reached; `crabbox doctor --provider ssh` checks them", msg)
+		return exitcode.Errorf(exitcode.Transport, "%s. No host could be reached; to check them: %s", msg, exitcode.Next("crabbox doctor --provider ssh"))
 	}
 	return exitcode.Errorf(exitcode.NotFound,
 		"%s. Release one of this machine's leases with `crabbox stop <lease>`, add hosts to ssh.hosts, or take a host over from another machine with `crabbox ssh --provider ssh --reclaim <host>` (its run there may break)", msg)

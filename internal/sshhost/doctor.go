@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/owner"
 	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
@@ -120,7 +121,7 @@ func (p *Provider) doctorHost(ctx context.Context, h Host) hostReport {
 		}
 		rep.reachable, rep.auth = true, true
 		if code != 0 {
-			return fmt.Errorf("the check script exited %d: %s", code, firstLine(errb.String()))
+			return fmt.Errorf("the check script exited %d: %s", code, execx.FirstLine(errb.String()))
 		}
 		rep.missing, rep.workRoot = parseDoctor(out.String())
 		return nil

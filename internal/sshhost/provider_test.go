@@ -390,10 +390,10 @@ func TestReleaseRefusals(t *testing.T) {
 		t.Fatalf("free host = %+v, %v", free, err)
 	}
 	before := len(w.sim.Calls())
-	if _, err := m.Release(context.Background(), free, ReleaseRequest{RepoRoot: repo}); exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "nothing was changed") {
+	if _, err := m.Release(context.Background(), free, ReleaseRequest{RepoRoot: repo}); !exitcode.IsRefused(err) || exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "nothing was changed") {
 		t.Errorf("release of an unclaimed host = %v", err)
 	}
-	if _, err := m.Release(context.Background(), l, ReleaseRequest{RepoRoot: "/src/other"}); exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "--reclaim") {
+	if _, err := m.Release(context.Background(), l, ReleaseRequest{RepoRoot: "/src/other"}); !exitcode.IsRefused(err) || !strings.Contains(err.Error(), "next: `crabbox stop --reclaim "+l.ID+"`") {
 		t.Errorf("release from another repo = %v", err)
 	}
 	if len(w.sim.Calls()) != before || ownerRecord(t, w.hosts[0]) == "" {
@@ -437,8 +437,8 @@ func TestReclaimAndForeignRelease(t *testing.T) {
 	a, b := w.machine(), w.machine()
 	la := acquire(t, a, "mine")
 	_, err := b.Resolve(context.Background(), ResolveRequest{Ident: "h1", Mode: provider.Prepare, RepoRoot: repo})
-	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "host h1 belongs to another machine (machine "+a.id(t)) ||
-		!strings.Contains(err.Error(), "crabbox ssh --provider ssh --reclaim h1") {
+	if !exitcode.IsRefused(err) || exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "host h1 belongs to another machine (machine "+a.id(t)) ||
+		!strings.Contains(err.Error(), "next: `crabbox ssh --provider ssh --reclaim h1`") {
 		t.Fatalf("b's Prepare = %v", err)
 	}
 	if cs, _ := b.sshClaims(); len(cs) != 0 {

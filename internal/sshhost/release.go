@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/crabbox-dev/crabbox/internal/claims"
+	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/owner"
 	"github.com/crabbox-dev/crabbox/internal/provider"
@@ -33,13 +34,13 @@ func (p *Provider) Release(ctx context.Context, l *Lease, req ReleaseRequest) (R
 		if l != nil {
 			name = l.Workspace
 		}
-		return res, exitcode.Errorf(exitcode.Usage,
+		return res, exitcode.Refusef(
 			"refusing to release ssh host %s: it has no crabbox claim on this machine, so no lease of this machine holds it; nothing was changed", name)
 	}
 	if c := l.Claim; req.RepoRoot != "" && c.RepoRoot != "" && !req.Reclaim && filepath.Clean(c.RepoRoot) != filepath.Clean(req.RepoRoot) {
-		return res, exitcode.Errorf(exitcode.Usage,
-			"refusing to release lease %s: it is claimed by repo %s, not %s; nothing was changed. To release it from here, run `crabbox stop --reclaim %s`",
-			l.ID, c.RepoRoot, req.RepoRoot, l.ID)
+		return res, exitcode.Refusef(
+			"refusing to release lease %s: it is claimed by repo %s, not %s; nothing was changed. To release it from here: %s",
+			l.ID, c.RepoRoot, req.RepoRoot, exitcode.Next("crabbox stop --reclaim "+l.ID))
 	}
 	p.emit(Event{Kind: provider.EventReleasing, Lease: l, Action: provider.ActionForget})
 	out, err := p.dropRemote(ctx, l, p.cleanWorkdir(l))
@@ -51,7 +52,7 @@ func (p *Provider) Release(ctx context.Context, l *Lease, req ReleaseRequest) (R
 		}
 		res.Skipped = SkippedUnreachable
 		p.warnf("could not reach ssh host %s to drop lease %s's owner record (%s); the local claim is dropped anyway. The record names this machine: this machine takes the host over on its next claim, another machine needs --reclaim",
-			l.Workspace, l.ID, firstLine(err.Error()))
+			l.Workspace, l.ID, execx.FirstLine(err.Error()))
 	case out.foreign:
 		res.Skipped = SkippedForeign
 	}
@@ -80,7 +81,7 @@ func (p *Provider) dropRemote(ctx context.Context, l *Lease, clean bool) (releas
 			return err
 		}
 		if code != 0 {
-			return exitcode.Errorf(exitcode.Transport, "releasing lease %s on host %s failed (exit %d): %s", l.ID, l.Workspace, code, firstLine(stderr.String()))
+			return exitcode.Errorf(exitcode.Transport, "releasing lease %s on host %s failed (exit %d): %s", l.ID, l.Workspace, code, execx.FirstLine(stderr.String()))
 		}
 		out = parseRelease(stdout.String())
 		return nil

@@ -7,6 +7,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/lease"
 	"github.com/crabbox-dev/crabbox/internal/remotecmd"
@@ -77,9 +78,9 @@ func (r *hostRemote) Run(ctx context.Context, script string, stdin io.Reader, st
 	case exitWorkRoot:
 		return code, exitcode.Errorf(exitcode.Usage,
 			"work root %s on host %s is not usable (%s); set the host's workRoot in ssh.hosts, or ssh.workRoot / --ssh-work-root, to a directory %s may write",
-			r.l.Target.WorkRoot, r.l.Workspace, firstLine(errb.String()), userOr(r.l.Target.User))
+			r.l.Target.WorkRoot, r.l.Workspace, execx.FirstLine(errb.String()), userOr(r.l.Target.User))
 	case exitOwnerLock:
-		return code, exitcode.Errorf(exitcode.Transport, "host %s: %s; another crabbox is claiming or releasing it, retry", r.l.Workspace, firstLine(errb.String()))
+		return code, exitcode.Errorf(exitcode.Transport, "host %s: %s; another crabbox is claiming or releasing it, retry", r.l.Workspace, execx.FirstLine(errb.String()))
 	}
 	return code, nil
 }
@@ -186,12 +187,4 @@ func parseDoctor(out string) (missing []string, workRoot string) {
 		}
 	}
 	return missing, workRoot
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }

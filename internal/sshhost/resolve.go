@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/crabbox-dev/crabbox/internal/claims"
+	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/lease"
 	"github.com/crabbox-dev/crabbox/internal/provider"
@@ -49,21 +50,9 @@ func (p *Provider) pick(ident string, cs []claims.Claim) (*Lease, error) {
 			matched = append(matched, c)
 		}
 	}
-	var chosen *claims.Claim
-	for i := range matched {
-		if matched[i].LeaseID == ident {
-			chosen = &matched[i]
-		}
-	}
-	if chosen == nil && len(matched) == 1 {
-		chosen = &matched[0]
-	}
-	if chosen == nil && len(matched) > 1 {
-		ids := make([]string, 0, len(matched))
-		for _, c := range matched {
-			ids = append(ids, c.LeaseID)
-		}
-		return nil, exitcode.Errorf(exitcode.NotFound, "%q is ambiguous: it matches %d claimed leases (%s); use a lease ID", ident, len(matched), strings.Join(ids, ", "))
+	chosen, err := claims.Pick(matched, ident)
+	if err != nil {
+		return nil, err
 	}
 	if chosen != nil {
 		return p.buildLease(p.hostForClaim(*chosen), chosen), nil
@@ -86,11 +75,11 @@ func (p *Provider) pick(ident string, cs []claims.Claim) (*Lease, error) {
 // prepare claims l's host for req.RepoRoot (see Resolve).
 func (p *Provider) prepare(ctx context.Context, l *Lease, req ResolveRequest) (*Lease, error) {
 	if l.State == StateUnconfigured {
-		return nil, exitcode.Errorf(exitcode.Usage,
-			"ssh host %s of lease %s is no longer in ssh.hosts, so crabbox does not use it; release the lease with `crabbox stop %s`, or add the host back", l.Workspace, l.ID, l.ID)
+		return nil, exitcode.Refusef(
+			"ssh host %s of lease %s is no longer in ssh.hosts, so crabbox does not use it; add the host back, or release the lease: %s", l.Workspace, l.ID, exitcode.Next("crabbox stop "+l.ID))
 	}
 	if c := l.Claim; c != nil && c.RepoRoot != "" && req.RepoRoot != "" && !req.Reclaim && filepath.Clean(c.RepoRoot) != filepath.Clean(req.RepoRoot) {
-		return nil, exitcode.Errorf(exitcode.Usage, "lease %s is claimed by repo %s; use --reclaim to claim it for %s", l.ID, c.RepoRoot, req.RepoRoot)
+		return nil, exitcode.Refusef("lease %s is claimed by repo %s; use --reclaim to claim it for %s", l.ID, c.RepoRoot, req.RepoRoot)
 	}
 	if l.Claim == nil {
 		if req.RepoRoot == "" {
@@ -106,9 +95,9 @@ func (p *Provider) prepare(ctx context.Context, l *Lease, req ResolveRequest) (*
 	if l.Adopted {
 		ident = l.Workspace
 	}
-	next := func(string) string { return "`crabbox ssh --provider ssh --reclaim " + ident + "`" }
+	takeOver := func(string) string { return "crabbox ssh --provider ssh --reclaim " + ident }
 	err := p.withRemote(l, func(r *hostRemote) error {
-		return p.owners().Claim(ctx, r, l, req.Reclaim, next)
+		return p.owners().Claim(ctx, r, l, req.Reclaim, takeOver)
 	})
 	if err != nil {
 		if l.Adopted { // (a refusal already dropped it: removing is then a no-op)
@@ -177,17 +166,9 @@ func (p *Provider) adopt(l *Lease, req ResolveRequest) (*Lease, error) {
 			}
 		}
 		if c := claimForHost(*h, cs); c != nil {
-			return exitcode.Errorf(exitcode.Usage, "ssh host %s was just claimed here by %s; use that lease", h.Name, describeClaim(*c))
+			return exitcode.Refusef("ssh host %s was just claimed here by %s; use that lease", h.Name, describeClaim(*c))
 		}
-		inUse := func(sl string) bool {
-			for _, c := range all {
-				if lease.NormalizeSlug(c.Slug) == sl {
-					return true
-				}
-			}
-			return false
-		}
-		slug, err := lease.AllocateSlug(lease.GeneratedSlug(id), id, inUse)
+		slug, err := claims.AllocateSlug(all, "", id)
 		if err != nil {
 			return err
 		}
@@ -215,7 +196,7 @@ func (p *Provider) adopt(l *Lease, req ResolveRequest) (*Lease, error) {
 // rollbackAdoption drops the owner record and claim an adoption made.
 func (p *Provider) rollbackAdoption(ctx context.Context, l *Lease) {
 	if _, err := p.dropRemote(context.WithoutCancel(ctx), l, false); err != nil {
-		p.warnf("could not drop the owner record on host %s (%v)", l.Workspace, firstLine(err.Error()))
+		p.warnf("could not drop the owner record on host %s (%v)", l.Workspace, execx.FirstLine(err.Error()))
 	}
 	if err := p.Claims.Remove(l.ID); err != nil {
 		p.warnf("removing the claim just made for %s: %v", l.Workspace, err)

@@ -29,8 +29,8 @@ type Options struct {
 	ControlPath string
 }
 
-// BaseArgs returns the ssh options every crabbox ssh use shares (spec
-// §8.2), without the program name and destination:
+// BaseArgs returns the ssh options every crabbox ssh use shares, without
+// the program name and destination:
 //
 //	-o ForwardAgent=no -o ForwardX11=no -o ForwardX11Trusted=no
 //	-o BatchMode=yes -o ConnectTimeout=N -o ConnectionAttempts=N
@@ -99,8 +99,8 @@ func Destination(t lease.Target) string {
 }
 
 // PasteLine is the ready-to-paste interactive ssh command of `crabbox ssh`
-// (spec §8.5): ssh, BaseArgs (connect timeout 10, 3 attempts), a shared
-// control master (ControlMaster=auto, ControlPersist=10m,
+// (docs/providers/coder.md, SSH): ssh, BaseArgs (connect timeout 10, 3
+// attempts), a shared control master (ControlMaster=auto, ControlPersist=10m,
 // ControlPath=/tmp/crabbox-ssh-<8 hex>-%C) and the destination, every word
 // single-quoted. The known_hosts directory must exist for ssh to record the
 // host key; see EnsureKnownHostsDir.

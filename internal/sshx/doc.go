@@ -1,6 +1,6 @@
-// Package sshx is crabbox's SSH transport: POSIX quoting, remote command
-// rendering, OpenSSH argv construction and the one-tunnel-per-process
-// Session (decision D7).
+// Package sshx is crabbox's SSH transport: POSIX quoting, OpenSSH argv
+// construction and the one-tunnel-per-process Session. (The remote command
+// lines themselves are rendered by internal/remotecmd.)
 //
 // Every SSH use inside one crabbox process (ready check, fingerprint read,
 // rsync, command, result collection) goes through one Session, which owns a

@@ -136,7 +136,8 @@ func fileDigest(p string) string {
 }
 
 // TestRealOpenSSH drives a Session against a private sshd through a
-// ProxyCommand and checks D7: one master, one proxy, no ~/.ssh writes.
+// ProxyCommand and checks the one-tunnel rule: one master, one proxy, no
+// ~/.ssh writes.
 func TestRealOpenSSH(t *testing.T) {
 	d := startSSHD(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -207,7 +208,7 @@ func TestRealOpenSSH(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"a b", "it's", "$(echo pwned)", "`echo pwned`", ""}
-	remote := ArgvCommand(work, append([]string{"sh", "-c", `pwd; printf '<%s>\n' "$@"`, "sh"}, args...), "")
+	remote := "cd " + Quote(work) + " && " + QuoteArgs(append([]string{"sh", "-c", `pwd; printf '<%s>\n' "$@"`, "sh"}, args...))
 	b, err := s.Output(ctx, remote)
 	want := work + "\n<a b>\n<it's>\n<$(echo pwned)>\n<`echo pwned`>\n<>\n"
 	if err != nil || string(b) != want {

@@ -63,7 +63,8 @@ type SessionOptions struct {
 }
 
 // Session is one OpenSSH control master over one ProxyCommand, shared by
-// every ssh and rsync invocation of a crabbox process (decision D7). The
+// every ssh and rsync invocation of a crabbox process, so a process opens
+// one tunnel however many steps it runs (docs/providers/coder.md, SSH). The
 // zero value is not usable; call NewSession. Its methods are safe for
 // concurrent use. Always Close it.
 type Session struct {
@@ -172,7 +173,7 @@ func (s *Session) openLocked(ctx context.Context) error {
 			return cerr
 		}
 		diag := s.readLog(from)
-		detail := lastLines(diag)
+		detail := execx.LastLines(diag)
 		s.flushLog()
 		var te *execx.TimeoutError
 		var ee *execx.ExitError
@@ -233,7 +234,7 @@ func (s *Session) RSH() string {
 	return strings.Join(words, " ")
 }
 
-// Run runs remote (a shell command line, see ArgvCommand) on the target
+// Run runs remote (a shell command line, see remotecmd.Render) on the target
 // through the master, opening the session first if needed:
 //
 //	ssh <Args()> <dest> -- <remote>
@@ -272,12 +273,12 @@ func (s *Session) Run(ctx context.Context, remote string, stdin io.Reader, stdou
 		return -1, cerr
 	}
 	diag := tail.String()
-	detail := lastLines(diag)
+	detail := execx.LastLines(diag)
 	if ee == nil {
 		detail = joinDetail(err.Error(), detail)
 	}
 	s.mu.Lock()
-	if proxy := lastLines(s.readLog(s.logDone)); proxy != "" {
+	if proxy := execx.LastLines(s.readLog(s.logDone)); proxy != "" {
 		detail = joinDetail(detail, "proxy: "+proxy)
 	}
 	s.flushLog()
@@ -304,7 +305,7 @@ func (s *Session) Output(ctx context.Context, remote string) ([]byte, error) {
 }
 
 // WaitReady opens the session and runs the target's ready check until it
-// succeeds or timeout passes (spec §8.3/8.4). After each failure it calls
+// succeeds or timeout passes. After each failure it calls
 // progress (when non-nil) with the elapsed time and the failure, then waits
 // 2 s. Timing out is exit code 5. A refused host key (HostKeyError) is
 // returned at once.
@@ -326,7 +327,7 @@ func (s *Session) WaitReady(ctx context.Context, timeout time.Duration, progress
 			code, err = s.Run(wctx, check, nil, nil, &errb)
 			if err == nil && code != 0 {
 				err = fmt.Errorf("ready check exited %d", code)
-				if d := lastLines(errb.String()); d != "" {
+				if d := execx.LastLines(errb.String()); d != "" {
 					err = fmt.Errorf("ready check exited %d: %s", code, d)
 				}
 			}
@@ -350,8 +351,8 @@ func (s *Session) WaitReady(ctx context.Context, timeout time.Duration, progress
 				next = "check that the host is up and lets you in (`ssh -p " + fmt.Sprint(port(s.t)) + " " + Destination(s.t) + "`)"
 			}
 			return exitcode.Errorf(exitcode.NotFound,
-				"timed out waiting for SSH on %s after %s (last error: %v); next_action=%s, then retry",
-				s.t.Host, timeout, lastErr, next)
+				"timed out waiting for SSH on %s after %s (last error: %v); %s",
+				s.t.Host, timeout, lastErr, exitcode.NextAction(next+", then retry"))
 		}
 		if progress != nil {
 			progress(elapsed, err)
@@ -469,20 +470,6 @@ func exists(p string) bool {
 	}
 	_, err := os.Lstat(p)
 	return err == nil
-}
-
-// lastLines returns the last few non-empty lines of s, joined with "; ".
-func lastLines(s string) string {
-	var keep []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			keep = append(keep, l)
-		}
-	}
-	if len(keep) > 3 {
-		keep = keep[len(keep)-3:]
-	}
-	return strings.Join(keep, "; ")
 }
 
 func joinDetail(a, b string) string {

@@ -1,7 +1,7 @@
 // Package syncer copies the local git working tree (tracked plus
 // untracked, non-ignored files, filtered by crabbox's exclude rules) to a
-// remote workdir with rsync over the process's one SSH session (spec §6,
-// decisions D7, D9, D11).
+// remote workdir with rsync over the process's one SSH session
+// (docs/commands/run.md, What happens).
 //
 // A sync is: build the manifest locally, check the guards, fingerprint it,
 // then one remote round trip ("prepare") that either finds the same

@@ -63,15 +63,16 @@ func fingerprint(ctx context.Context, r execx.Runner, o Options, m *Manifest) (s
 	ids := make([]string, n)
 	var todo []int
 	for i, p := range m.Files {
+		var ctime int64
 		if len(m.info) == n {
-			modes[i] = m.info[i].mode
+			modes[i], ctime = m.info[i].mode, m.info[i].ctime
 		} else if fi, err := os.Lstat(filepath.Join(o.RepoRoot, filepath.FromSlash(p))); err == nil {
-			modes[i] = fi.Mode()
+			modes[i], ctime = fi.Mode(), ctimeOf(fi)
 		} else {
 			ids[i] = "missing"
 			continue
 		}
-		if ie := snap.index[p]; ie != nil && !ie.dirty && ie.blob != "" && sameType(ie.mode, modes[i]) {
+		if ie := snap.index[p]; ie != nil && !ie.dirty && ie.blob != "" && sameType(ie.mode, modes[i]) && !racyClean(ctime, snap.indexMtime) {
 			ids[i] = "b:" + ie.blob
 			continue
 		}

@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/crabbox-dev/crabbox/internal/execx"
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
 )
 
 // gitStatConfig pins the settings git's "is this file modified?" stat
@@ -45,8 +46,9 @@ type Manifest struct {
 }
 
 type fileInfo struct {
-	mode fs.FileMode
-	size int64
+	mode  fs.FileMode
+	size  int64
+	ctime int64 // status change time, Unix seconds (0 where unknown)
 }
 
 // indexEntry is one tracked path as `git ls-files -v -s --cached
@@ -65,6 +67,9 @@ type snapshot struct {
 	head      string // HEAD commit, "none" without commits
 	index     map[string]*indexEntry
 	untracked []string
+	// indexMtime is the index file's mtime (Unix seconds) just before git
+	// read it; -1 when unknown. See racyClean.
+	indexMtime int64
 }
 
 // RepoName is the remote directory name for the repository at repoRoot:
@@ -217,7 +222,7 @@ func BuildManifest(ctx context.Context, r execx.Runner, o Options) (*Manifest, e
 			return nil, fmt.Errorf("stat %s: %w", p, err)
 		case fi.Mode().IsRegular() || fi.Mode()&fs.ModeSymlink != 0:
 			m.Files = append(m.Files, p)
-			m.info = append(m.info, fileInfo{mode: fi.Mode(), size: fi.Size()})
+			m.info = append(m.info, fileInfo{mode: fi.Mode(), size: fi.Size(), ctime: ctimeOf(fi)})
 			m.Bytes += fi.Size()
 		case fi.IsDir() && k.ie != nil:
 			m.Deleted = append(m.Deleted, p) // a tracked file replaced by a directory
@@ -227,8 +232,8 @@ func BuildManifest(ctx context.Context, r execx.Runner, o Options) (*Manifest, e
 	}
 	if len(sparse) > 0 {
 		return nil, fmt.Errorf("%d tracked path(s) are outside the sparse checkout (skip-worktree), e.g. %s; "+
-			"crabbox cannot tell them from deletions; next_action=disable sparse checkout or exclude them with sync.exclude / .crabboxignore",
-			len(sparse), sparse[0])
+			"crabbox cannot tell them from deletions; %s",
+			len(sparse), sparse[0], exitcode.NextAction("disable sparse checkout or exclude them with sync.exclude / .crabboxignore"))
 	}
 	return m, nil
 }
@@ -252,6 +257,7 @@ func readSnapshot(ctx context.Context, r execx.Runner, root string, others bool)
 		defer wg.Done()
 		head = headCommit(ctx, r, root)
 	}()
+	indexMtime := indexFileMtime(root)
 	res, err := r.Run(ctx, execx.Cmd{Name: "git", Args: args})
 	wg.Wait()
 	if err != nil {
@@ -264,7 +270,7 @@ func readSnapshot(ctx context.Context, r execx.Runner, root string, others bool)
 	if err != nil {
 		return nil, err
 	}
-	s.head = head
+	s.head, s.indexMtime = head, indexMtime
 	return s, nil
 }
 

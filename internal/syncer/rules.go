@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// builtinExcludes are the built-in rules of spec §6.3 step 1, in order.
+// builtinExcludes are the built-in exclude rules, in order.
 var builtinExcludes = []string{
 	".git", "._*", "node_modules", ".ignored", ".turbo", ".next",
 	".vite", ".parcel-cache", ".rollup.cache", "dist", "dist-runtime",
@@ -30,7 +30,7 @@ var ProtectedDirs = []string{
 	".crabbox/captures", ".crabbox/runs", ".crabbox/sync",
 }
 
-// Rules is a compiled, ordered exclude list (spec §6.3): built-ins, then
+// Rules is a compiled, ordered exclude list: built-ins, then
 // the configured excludes, then .crabboxignore lines, then the protected
 // directories. The last rule that matches a path decides; a rule written
 // "!pat" re-includes; "\!pat" is a literal "!pat" (and "\#pat" a literal

@@ -11,8 +11,8 @@ import (
 )
 
 // seedScript clones origin into an empty workdir so the first rsync only
-// sends what differs from a commit the workspace can fetch itself (spec
-// §6.4 step 5). $1 workdir, $2 origin URL, $3 branch, $4 HEAD commit, $5
+// sends what differs from a commit the workspace can fetch itself
+// (sync.gitSeed). $1 workdir, $2 origin URL, $3 branch, $4 HEAD commit, $5
 // the sync's generation. A workdir that already is a git checkout only
 // gets its origin repaired; a workdir holding anything but crabbox's
 // metadata is left alone. The clone is moved into the workdir under the

@@ -18,11 +18,12 @@ import (
 
 	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/iostreams"
 	"github.com/crabbox-dev/crabbox/internal/lease"
 	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
-// Defaults (spec §6.6).
+// Defaults (docs/configuration.md lists them with their keys).
 const (
 	DefaultWarnFiles            = 50000
 	DefaultFailFiles            = 150000
@@ -57,7 +58,7 @@ type Options struct {
 	Fingerprint bool     // allow skipping an unchanged sync
 	FullResync  bool     // empty the workdir first; never skip
 	// GitSeed lets the first sync into an empty workdir clone the commit
-	// from a credential-free origin on the workspace first (spec §6.4).
+	// from a credential-free origin on the workspace first.
 	GitSeed bool
 	// PrepareHook is a shell snippet the remote prepare step runs first,
 	// with $wd set to the workdir (no extra round trip). It must not write
@@ -74,7 +75,7 @@ type Options struct {
 	RSync   string        // rsync program; "rsync" when empty
 }
 
-// DefaultOptions returns the spec defaults: Delete and Fingerprint on,
+// DefaultOptions returns the sync defaults: Delete and Fingerprint on,
 // 50000/150000 files, 5/20 GiB, 15m, rsync.
 func DefaultOptions() Options {
 	return Options{Delete: true, Fingerprint: true}.withDefaults()
@@ -183,7 +184,7 @@ func Scan(ctx context.Context, r execx.Runner, o Options) *Plan {
 	report := func(e Event) { p.events = append(p.events, e) }
 	done := func(name string, t0 time.Time, note string) {
 		p.phases = append(p.phases, Phase{Name: name, Ms: time.Since(t0).Milliseconds()})
-		msg := fmt.Sprintf("sync phase: %s %s", name, formatDuration(time.Since(t0)))
+		msg := fmt.Sprintf("sync phase: %s %s", name, iostreams.FormatDuration(time.Since(t0)))
 		if note != "" {
 			msg += " (" + note + ")"
 		}
@@ -246,7 +247,7 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 	done := func(name string, t0 time.Time, note string) {
 		ms := time.Since(t0).Milliseconds()
 		res.Phases = append(res.Phases, Phase{Name: name, Ms: ms})
-		msg := fmt.Sprintf("sync phase: %s %s", name, formatDuration(time.Since(t0)))
+		msg := fmt.Sprintf("sync phase: %s %s", name, iostreams.FormatDuration(time.Since(t0)))
 		if note != "" {
 			msg += " (" + note + ")"
 		}
@@ -307,7 +308,7 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 		skip("rsync", "no changes")
 		skip("finalize", "no changes")
 		res.Skipped = true
-		report(Event{Kind: "skip", Message: fmt.Sprintf("No changes detected, skipping sync (%s)", formatDuration(elapsed()))})
+		report(Event{Kind: "skip", Message: fmt.Sprintf("No changes detected, skipping sync (%s)", iostreams.FormatDuration(elapsed()))})
 		return res, nil
 	case "sync":
 		res.Pruned = n
@@ -360,22 +361,24 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 		return res, err
 	}
 	done("finalize", t0, "")
-	report(Event{Kind: "complete", Message: fmt.Sprintf("sync complete in %s", formatDuration(elapsed()))})
+	report(Event{Kind: "complete", Message: fmt.Sprintf("sync complete in %s", iostreams.FormatDuration(elapsed()))})
 	return res, nil
 }
 
 func checkGuards(o Options, m *Manifest, report func(Event)) error {
 	if len(m.Deleted) >= MassDeletionThreshold && !o.AllowMassDeletions {
 		return exitcode.Errorf(exitcode.Sync,
-			"sync refused: %d tracked files are deleted locally (limit %d), e.g. %s; next_action=check `git status`, or set CRABBOX_ALLOW_MASS_DELETIONS=1 to sync anyway",
-			len(m.Deleted), MassDeletionThreshold-1, listSome(m.Deleted, 3))
+			"sync refused: %d tracked files are deleted locally (limit %d), e.g. %s; %s",
+			len(m.Deleted), MassDeletionThreshold-1, listSome(m.Deleted, 3),
+			exitcode.NextAction("check `git status`, or set CRABBOX_ALLOW_MASS_DELETIONS=1 to sync anyway"))
 	}
 	files, size := len(m.Files), m.Bytes
 	over := files > o.FailFiles || size > o.FailBytes
 	if over && !o.AllowLarge {
 		return exitcode.Errorf(exitcode.Sync,
-			"sync candidate too large: %d files, %s (limit %d files, %s); largest dirs: %s; next_action=exclude paths with sync.exclude or .crabboxignore, or pass --force-sync-large",
-			files, HumanSize(size), o.FailFiles, HumanSize(o.FailBytes), topDirs(m, 5))
+			"sync candidate too large: %d files, %s (limit %d files, %s); largest dirs: %s; %s",
+			files, HumanSize(size), o.FailFiles, HumanSize(o.FailBytes), topDirs(m, 5),
+			exitcode.NextAction("exclude paths with sync.exclude or .crabboxignore, or pass --force-sync-large"))
 	}
 	if over || files > o.WarnFiles || size > o.WarnBytes {
 		report(Event{Kind: "warning", Message: fmt.Sprintf(
@@ -462,8 +465,8 @@ func runScriptNotes(ctx context.Context, remote Remote, step, script string, std
 		if code == 5 { // another sync owns the workdir (see scripts.go)
 			next = "retry once the other sync into this workdir ended"
 		}
-		return "", exitcode.Errorf(exitcode.Sync, "sync %s step failed on %s (exit %d): %s; next_action=%s",
-			step, remote.Target().Host, code, detail, next)
+		return "", exitcode.Errorf(exitcode.Sync, "sync %s step failed on %s (exit %d): %s; %s",
+			step, remote.Target().Host, code, detail, exitcode.NextAction(next))
 	}
 	if notes != nil {
 		io.Copy(notes, &errb)
@@ -505,7 +508,7 @@ func runRsync(ctx context.Context, r execx.Runner, remote Remote, o Options, gen
 			case <-stop:
 				return
 			case <-t.C:
-				report(Event{Kind: "heartbeat", Message: fmt.Sprintf("sync still running: rsync %s elapsed", formatDuration(time.Since(start).Truncate(time.Second)))})
+				report(Event{Kind: "heartbeat", Message: fmt.Sprintf("sync still running: rsync %s elapsed", iostreams.FormatDuration(time.Since(start).Truncate(time.Second)))})
 			}
 		}
 	}()
@@ -520,7 +523,7 @@ func runRsync(ctx context.Context, r execx.Runner, remote Remote, o Options, gen
 	}
 	var te *execx.TimeoutError
 	if errors.As(err, &te) {
-		return false, exitcode.Errorf(exitcode.Sync, "rsync timed out after %s; next_action=retry with --full-resync, or raise sync.timeout", o.Timeout)
+		return false, exitcode.Errorf(exitcode.Sync, "rsync timed out after %s; %s", o.Timeout, exitcode.NextAction("retry with --full-resync, or raise sync.timeout"))
 	}
 	var ee *execx.ExitError
 	if errors.As(err, &ee) {
@@ -529,7 +532,7 @@ func runRsync(ctx context.Context, r execx.Runner, remote Remote, o Options, gen
 		}
 		return false, rsyncExitError(remote.Target().Host, ee.Code, string(res.Stderr))
 	}
-	return false, exitcode.Errorf(exitcode.Sync, "rsync: %v; next_action=check that rsync is installed locally", err)
+	return false, exitcode.Errorf(exitcode.Sync, "rsync: %v; %s", err, exitcode.NextAction("check that rsync is installed locally"))
 }
 
 // rsyncExitError classifies a failed rsync. One that lost its transport
@@ -547,17 +550,17 @@ func rsyncExitError(host string, code int, stderr string) error {
 	low := strings.ToLower(stderr)
 	switch {
 	case strings.Contains(stderr, receiverMark):
-		return exitcode.Errorf(exitcode.Sync, "rsync to %s was refused by the workspace (exit %d): %s; next_action=retry", host, code, detail)
+		return exitcode.Errorf(exitcode.Sync, "rsync to %s was refused by the workspace (exit %d): %s; %s", host, code, detail, exitcode.NextAction("retry"))
 	case strings.Contains(low, "rsync: command not found") || strings.Contains(low, "rsync: not found") ||
 		strings.Contains(low, "rsync: no such file or directory"):
-		return exitcode.Errorf(exitcode.Sync, "rsync is not installed on the workspace %s (exit %d): %s; next_action=install rsync in the workspace image", host, code, detail)
+		return exitcode.Errorf(exitcode.Sync, "rsync is not installed on the workspace %s (exit %d): %s; %s", host, code, detail, exitcode.NextAction("install rsync in the workspace image"))
 	case code == 255 || code == 12 || code == 10 ||
 		strings.Contains(low, "broken pipe") || strings.Contains(low, "connection unexpectedly closed") ||
 		strings.Contains(low, "connection reset by peer"):
-		return exitcode.Errorf(exitcode.Transport, "rsync to %s lost its connection (exit %d): %s; next_action=retry", host, code, detail)
+		return exitcode.Errorf(exitcode.Transport, "rsync to %s lost its connection (exit %d): %s; %s", host, code, detail, exitcode.NextAction("retry"))
 	}
-	return exitcode.Errorf(exitcode.Sync, "rsync to %s failed (exit %d): %s; next_action=retry, or retry with --full-resync",
-		host, code, detail)
+	return exitcode.Errorf(exitcode.Sync, "rsync to %s failed (exit %d): %s; %s",
+		host, code, detail, exitcode.NextAction("retry, or retry with --full-resync"))
 }
 
 // rsyncList is the NUL-terminated list given to rsync: every path with a
@@ -653,14 +656,6 @@ func HumanSize(n int64) string {
 	return "" // unreachable
 }
 
-// formatDuration: milliseconds below a second, else tenths ("1.2s").
-func formatDuration(d time.Duration) string {
-	if d < time.Second {
-		return d.Round(time.Millisecond).String()
-	}
-	return d.Round(100 * time.Millisecond).String()
-}
-
 func listSome(items []string, n int) string {
 	q := make([]string, 0, n+1)
 	for i, s := range items {
@@ -673,19 +668,8 @@ func listSome(items []string, n int) string {
 	return strings.Join(q, ", ")
 }
 
-// lastLines returns the last three non-empty lines of s, joined by "; ".
-func lastLines(s string) string {
-	var keep []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			keep = append(keep, l)
-		}
-	}
-	if len(keep) > 3 {
-		keep = keep[len(keep)-3:]
-	}
-	return tail(strings.Join(keep, "; "), 1000)
-}
+// lastLines is execx.LastLines cut to its last 1000 bytes.
+func lastLines(s string) string { return tail(execx.LastLines(s), 1000) }
 
 func tail(s string, n int) string {
 	if len(s) > n {

@@ -477,11 +477,6 @@ func TestHumanSizeAndDuration(t *testing.T) {
 			t.Errorf("HumanSize(%d) = %q, want %q", n, got, want)
 		}
 	}
-	for d, want := range map[time.Duration]string{412 * time.Millisecond: "412ms", 1234 * time.Millisecond: "1.2s", 61 * time.Second: "1m1s"} {
-		if got := formatDuration(d); got != want {
-			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
-		}
-	}
 	if v, n := lastVerb("motd junk\nsync 3\n"); v != "sync" || n != 3 {
 		t.Errorf("lastVerb = %q %d", v, n)
 	}
