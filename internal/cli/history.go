@@ -230,7 +230,7 @@ func printBundlePath(f *Factory, store *runs.Store, rec *runs.Record) error {
 	case runs.StateRunning:
 		why = "it is still running"
 	}
-	return exitcode.Errorf(exitcode.NotFound, "run %s (%s) has no failure bundle: %s; next: `crabbox logs %s`", rec.ID, rec.State, why, rec.ID)
+	return exitcode.Errorf(exitcode.NotFound, "run %s (%s) has no failure bundle: %s; %s", rec.ID, rec.State, why, exitcode.Next("crabbox logs "+rec.ID))
 }
 
 func newResultsCmd(f *Factory) *cobra.Command {
