@@ -423,3 +423,20 @@ func TestLocalOutputsWithDownloads(t *testing.T) {
 		t.Errorf("a download under a file: %v", err)
 	}
 }
+
+// A release that fails after a passing command is the failed step
+// release (exit 7), with a bundle and no ssh offered.
+func TestRunReleaseFailureDigest(t *testing.T) {
+	h := newHarness(t)
+	h.prov.releaseErr = io.ErrUnexpectedEOF
+	out, err := Run(context.Background(), h.deps, h.spec("true"))
+	if exitcode.Code(err) != exitcode.Transport || out.Digest == nil || out.Digest.Step != StepRelease || out.Digest.Exit != exitcode.Transport {
+		t.Fatalf("err %v digest %+v", err, out.Digest)
+	}
+	if out.Bundle == "" || !slices.Equal(out.Digest.Next, []string{"crabbox logs " + out.RunID}) {
+		t.Errorf("bundle %q next %q", out.Bundle, out.Digest.Next)
+	}
+	if rec, _ := h.store.Get(out.RunID); rec.FailedStep != StepRelease {
+		t.Errorf("record failed step %q", rec.FailedStep)
+	}
+}

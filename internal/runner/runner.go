@@ -528,6 +528,12 @@ func (r *run) finish(code int, runErr error) (Outcome, error) {
 			r.notef("warning: recording run %s: %v", r.runID, err)
 		}
 	}
+	out.Total = r.rec.Record().Duration().Truncate(time.Millisecond)
+	r.timing["totalMs"], r.timing["exitCode"], r.timing["runStatus"] = out.Total.Milliseconds(), exit, state
+	r.timing["leaseStopped"] = out.Released
+	if out.ReleaseErr != nil {
+		r.timing["leaseStopError"] = out.ReleaseErr.Error()
+	}
 	if step != "" {
 		out.Bundle = r.writeBundle(step, out.Released)
 		rec := r.rec.Record()
@@ -537,12 +543,6 @@ func (r *run) finish(code int, runErr error) (Outcome, error) {
 		if state == "succeeded" { // a failed release after a passing run
 			out.Digest.State, out.Digest.Exit = "failed", exitcode.Transport
 		}
-	}
-	out.Total = r.rec.Record().Duration().Truncate(time.Millisecond)
-	r.timing["totalMs"], r.timing["exitCode"], r.timing["runStatus"] = out.Total.Milliseconds(), exit, state
-	r.timing["leaseStopped"] = out.Released
-	if out.ReleaseErr != nil {
-		r.timing["leaseStopError"] = out.ReleaseErr.Error()
 	}
 	switch {
 	case interrupted:
