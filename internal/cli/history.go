@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -48,7 +49,9 @@ is recorded under the state directory ($XDG_STATE_HOME/crabbox/runs, else
 network.
 
 One line per run:
-  <runID> <leaseID|-> <slug|-> <state> exit=<n|-> duration=<d> started=<RFC3339> command=<cmd>
+  <runID> <leaseID|-> <slug|-> <state> exit=<n|-> duration=<d> started=<RFC3339> [artifacts=<n>] command=<cmd>
+
+artifacts= appears for a run that fetched files (crabbox artifacts RUN).
 
 duration covers the whole 'crabbox run', the release of the lease included:
 it is the run summary's total=.
@@ -119,15 +122,20 @@ func histLine(r runs.Record) string {
 	if !r.EndedAt.IsZero() {
 		duration = iostreams.FormatDuration(r.Duration())
 	}
-	return fmt.Sprintf("%s %s %s %s exit=%s duration=%s started=%s command=%s",
+	arts := ""
+	if n := len(r.Artifacts); n > 0 {
+		arts = " artifacts=" + strconv.Itoa(n)
+	}
+	return fmt.Sprintf("%s %s %s %s exit=%s duration=%s started=%s%s command=%s",
 		r.ID, dash(r.LeaseID), dash(r.Slug), r.State, exit, duration,
-		r.StartedAt.UTC().Format(time.RFC3339), runs.CommandLine(r.Command, r.Shell))
+		r.StartedAt.UTC().Format(time.RFC3339), arts, runs.CommandLine(r.Command, r.Shell))
 }
 
 func newLogsCmd(f *Factory) *cobra.Command {
 	var (
-		tail   int
-		asJSON bool
+		tail       int
+		asJSON     bool
+		bundlePath bool
 	)
 	cmd := &cobra.Command{
 		Use:   "logs RUN_ID",
@@ -140,6 +148,9 @@ bytes. --tail N prints only the last N lines.
 
 --json prints {"run": <record>, "log": "<output>", "logTruncated": <bool>,
 "logIncomplete": <bool>}.
+
+--bundle prints the path of the run's failure bundle (bundle.tgz, written
+for a failed or interrupted run) instead; a run without one is exit 5.
 
 EXIT STATUS
   0  printed
@@ -159,6 +170,9 @@ EXIT STATUS
 			rec, err := store.Get(id)
 			if err != nil {
 				return err
+			}
+			if bundlePath {
+				return printBundlePath(f, store, rec)
 			}
 			log, truncated, err := store.ReadLog(id, tail)
 			if err != nil {
@@ -187,7 +201,28 @@ EXIT STATUS
 	}
 	cmd.Flags().IntVar(&tail, "tail", 0, "Print only the last N lines (0: everything kept)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "Print JSON")
+	cmd.Flags().BoolVar(&bundlePath, "bundle", false, "Print the path of the run's failure bundle")
 	return cmd
+}
+
+// printBundlePath prints rec's failure bundle path, or fails (exit 5)
+// with the next step when it has none.
+func printBundlePath(f *Factory, store *runs.Store, rec *runs.Record) error {
+	p := store.BundlePath(rec.ID)
+	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+		fmt.Fprintln(f.IO.Out, p)
+		return nil
+	}
+	why := "bundles are written only for failed or interrupted runs"
+	switch rec.State {
+	case runs.StateFailed:
+		why = "it failed before bundles were written, or the bundle was removed"
+	case runs.StateInterrupted:
+		why = "its crabbox ended before writing one"
+	case runs.StateRunning:
+		why = "it is still running"
+	}
+	return exitcode.Errorf(exitcode.NotFound, "run %s (%s) has no failure bundle: %s; %s", rec.ID, rec.State, why, exitcode.Next("crabbox logs "+rec.ID))
 }
 
 func newResultsCmd(f *Factory) *cobra.Command {
@@ -204,7 +239,8 @@ func newResultsCmd(f *Factory) *cobra.Command {
   failed: <suite> <name> <message>
 
 A run without collected test results prints 'no test results recorded for
-<id>'. --failed-only prints only the failed: lines. --json prints the stored
+<id>'. A run that fetched files also prints
+'artifacts files=N bytes=N (crabbox artifacts <id>)'. --failed-only prints only the failed: lines. --json prints the stored
 summary (null when there is none); --json --failed-only prints only the
 failed array ([] when none).
 
@@ -236,10 +272,14 @@ EXIT STATUS
 			}
 			if sum == nil {
 				fmt.Fprintf(f.IO.Out, "no test results recorded for %s\n", rec.ID)
+				if !failedOnly {
+					printArtifactCount(f, rec)
+				}
 				return nil
 			}
 			if !failedOnly {
 				fmt.Fprintln(f.IO.Out, sum.Line())
+				printArtifactCount(f, rec)
 			}
 			for _, fl := range sum.Failed {
 				fmt.Fprintln(f.IO.Out, histFailedLine(fl))
@@ -253,6 +293,14 @@ EXIT STATUS
 	cmd.Flags().BoolVar(&failedOnly, "failed-only", false, "Only the failed tests")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "Print JSON")
 	return cmd
+}
+
+// printArtifactCount prints "artifacts files=N bytes=N" for a run that
+// fetched files.
+func printArtifactCount(f *Factory, rec *runs.Record) {
+	if n := len(rec.Artifacts); n > 0 {
+		fmt.Fprintf(f.IO.Out, "artifacts files=%d bytes=%d (crabbox artifacts %s)\n", n, runs.ArtifactBytes(rec.Artifacts), rec.ID)
+	}
 }
 
 // histFailedLine is "failed: <suite> <name> <message>" on one line (the

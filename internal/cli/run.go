@@ -33,6 +33,7 @@ type runOptions struct {
 	script                       string
 	scriptStdin                  bool
 	captureStdout, captureStderr string
+	artifacts                    runArtifactFlags
 }
 
 func newRunCmd(f *Factory) *cobra.Command {
@@ -59,10 +60,21 @@ Environment: only allowlisted names are forwarded (env.allow, --allow-env,
 PREFIX*), through a 0600 file on the workspace, never on a command line.
 CRABBOX_LEASE_ID, CRABBOX_RUN_ID and CRABBOX_SLUG are always set.
 
+Files: --artifact-glob GLOB fetches matching remote files (relative to the
+remote workdir, ** allowed) into the run record after the command, passed or
+failed (crabbox artifacts RUN); --require-artifact GLOB also fails a passing
+run that made no match; --download REMOTE=LOCAL writes one remote file
+locally after a passing command. Nothing outside the workdir is fetched.
+
+A failed or interrupted run leaves a failure bundle (crabbox logs RUN
+--bundle) and prints a digest: the failing step, the exit code, the first
+failing tests and the next commands that apply to the run.
+
 EXIT STATUS
   the remote command's exit code, unchanged
   1    --fail-on-test-failures and JUnit failures on an otherwise passing run,
-       or a --capture-* file that could not be written
+       a --capture-* file that could not be written, a --require-artifact
+       without a match, or a --download not written after a passing command
   2    usage, configuration or claim conflict
   5    lease not found, ambiguous, or timed out waiting
   6    sync failure
@@ -91,6 +103,7 @@ EXIT STATUS
 	fl.StringArrayVar(&o.allowEnv, "allow-env", nil, "Forward this env var (NAME or PREFIX*; repeatable, comma-separated)")
 	fl.StringArrayVar(&o.envProfiles, "env-from-profile", nil, "Read KEY=value lines from this file (allowlisted names only; repeatable)")
 	addRunInputFlags(cmd, o)
+	addRunArtifactFlags(fl, &o.artifacts)
 	addConfigFlags(cmd)
 	return cmd
 }
@@ -105,6 +118,8 @@ func validateRunOptions(cmd *cobra.Command, o *runOptions) error {
 		return usageErr("--sync-only and --no-sync contradict each other")
 	case o.syncOnly && len(o.argv) > 0:
 		return usageErr("--sync-only runs no command; drop the command or --sync-only")
+	case o.syncOnly && o.artifacts.any():
+		return usageErr("--sync-only runs no command; --artifact-glob, --require-artifact and --download need one")
 	case !o.syncOnly && len(o.argv) == 0 && o.script == "" && !o.scriptStdin:
 		return usageErr("no command given: crabbox run [flags] -- COMMAND [ARG...]")
 	}
@@ -178,6 +193,10 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 		return err
 	}
 	cfg := lc.cfg
+	art, err := f.artifactSpec(cfg, &o.artifacts)
+	if err != nil {
+		return err
+	}
 	so := syncer.OptionsFrom(cfg) // --checksum and --force-sync-large are config flags
 	so.FullResync = o.fullResync
 	store := runs.New(config.StateDir(f.Env))
@@ -189,6 +208,7 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 		JUnit:              cfg.Results.JUnit, // --junit, --results-auto and --fail-on-test-failures are config flags
 		ResultsAuto:        cfg.Results.Auto,
 		FailOnTestFailures: cfg.Results.FailOnFailures,
+		Artifacts:          art,
 		Stdout:             f.IO.Out, Stderr: f.IO.ErrOut,
 	}
 	input.apply(&spec)
@@ -209,6 +229,11 @@ func renderRunSummary(f *Factory, o *runOptions, out runner.Outcome) {
 			out.RunID, ms(t["leaseMs"]), ms(t["syncMs"]), ms(t["commandMs"]), out.Total.Round(time.Millisecond), t["syncSkipped"] == true, out.Exit)
 		if !out.Released {
 			fmt.Fprintf(f.IO.ErrOut, "lease %s kept; release it with: %s\n", l.ID, out.StopCommand)
+		}
+	}
+	if d := out.Digest; d != nil {
+		for _, line := range d.Lines() {
+			fmt.Fprintln(f.IO.ErrOut, line)
 		}
 	}
 	if o.timingJSON {

@@ -45,6 +45,8 @@ type Config struct {
 	Sync    SyncConfig
 	Env     EnvConfig
 	Results ResultsConfig
+	// Artifacts bounds what a run fetches (artifacts.go).
+	Artifacts ArtifactsConfig
 
 	// Files are the config files that were read, in layer order.
 	Files []string

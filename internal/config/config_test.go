@@ -82,8 +82,9 @@ func TestDefaults(t *testing.T) {
 		SSH: SSHConfig{Hosts: []SSHHost{}, WorkRoot: "/var/tmp/crabbox"},
 		Sync: SyncConfig{Delete: true, GitSeed: true, Fingerprint: true, Timeout: 15 * time.Minute,
 			WarnFiles: 50000, WarnBytes: 5368709120, FailFiles: 150000, FailBytes: 21474836480, Exclude: []string{}},
-		Env:     EnvConfig{Allow: []string{"CI", "NODE_OPTIONS"}},
-		Results: ResultsConfig{JUnit: []string{}},
+		Env:       EnvConfig{Allow: []string{"CI", "NODE_OPTIONS"}},
+		Results:   ResultsConfig{JUnit: []string{}},
+		Artifacts: ArtifactsConfig{MaxFiles: 1000, MaxBytes: 1 << 30},
 	}
 	got := *c
 	got.values, got.Files, got.Warnings = nil, nil, nil

@@ -307,6 +307,18 @@ var keyTable = []*keyDef{
 		def: []string{"CI", "NODE_OPTIONS"}, check: checkEnvAllow, set: func(c *Config, v any) { c.Env.Allow = list(v) },
 	},
 
+	// artifacts:
+	{
+		KeySpec: KeySpec{Key: "artifacts.maxFiles", Env: "CRABBOX_ARTIFACTS_MAX_FILES", Kind: KindInt, Default: "1000",
+			Usage: "Most files one run's --artifact-glob/--require-artifact fetch; matches past it are counted, not fetched."},
+		def: 1000, check: checkPositiveInt, set: func(c *Config, v any) { c.Artifacts.MaxFiles = v.(int) },
+	},
+	{
+		KeySpec: KeySpec{Key: "artifacts.maxBytes", Env: "CRABBOX_ARTIFACTS_MAX_BYTES", Kind: KindInt64, Default: "1073741824",
+			Usage: "Most bytes one run's artifacts fetch (1 GiB); also the largest --download file."},
+		def: int64(1 << 30), check: checkPositiveInt64, set: func(c *Config, v any) { c.Artifacts.MaxBytes = v.(int64) },
+	},
+
 	// results:
 	{
 		KeySpec: KeySpec{Key: "results.junit", Env: "CRABBOX_RESULTS_JUNIT", Flag: "junit", FlagOn: runOnly, Kind: KindList,

@@ -313,7 +313,7 @@ func TestRunRefusesBadOutputs(t *testing.T) {
 		})
 	}
 	// Positive control: two distinct files pass.
-	if err := CheckLocalOutputs([]LocalOutput{{"--capture-stdout", filepath.Join(dir, "a")}, {"--capture-stderr", filepath.Join(dir, "b")}}); err != nil {
+	if err := CheckLocalOutputs([]LocalOutput{{Flag: "--capture-stdout", Path: filepath.Join(dir, "a")}, {Flag: "--capture-stderr", Path: filepath.Join(dir, "b")}}); err != nil {
 		t.Errorf("distinct files refused: %v", err)
 	}
 }

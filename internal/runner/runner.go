@@ -61,6 +61,8 @@ type Spec struct {
 	JUnit              []string
 	ResultsAuto        bool
 	FailOnTestFailures bool
+	// Artifacts are fetched after the command (artifacts.go).
+	Artifacts ArtifactSpec
 	// Stdout and Stderr receive the command's streams (the run log gets a
 	// copy).
 	Stdout, Stderr io.Writer
@@ -118,6 +120,12 @@ type Outcome struct {
 	Timing map[string]any
 	// Total is the run record's duration (release included).
 	Total time.Duration
+	// FailedStep is where a failed or interrupted run stopped (Step*);
+	// Bundle its failure bundle ("" when none); Digest what to print about
+	// it (nil when the run succeeded).
+	FailedStep string
+	Bundle     string
+	Digest     *Digest
 }
 
 // run is one run in progress.
@@ -130,6 +138,10 @@ type run struct {
 	fresh  bool
 	timing map[string]any
 	caps   []*capture
+	// step is the step in progress (Step*); envNames the variables the
+	// command got (nil before they are known).
+	step     string
+	envNames []string
 }
 
 // Run runs s. The error is nil only when the run succeeded; its exit code
@@ -141,7 +153,7 @@ func Run(ctx context.Context, d Deps, s Spec) (Outcome, error) {
 	if d.EndProgress == nil {
 		d.EndProgress = func(error) {}
 	}
-	r := &run{d: d, s: s, runID: lease.NewRunID(), fresh: s.Ident == "",
+	r := &run{d: d, s: s, runID: lease.NewRunID(), fresh: s.Ident == "", step: StepLease,
 		timing: map[string]any{"provider": d.Provider.Name()}}
 	// Local outputs are checked and made before anything runs.
 	var err error
@@ -242,6 +254,7 @@ func (r *run) execute(ctx context.Context) (int, error) {
 		r.runID, l.ID, dash(l.Slug), d.Provider.Name(), l.Ref, l.Target.User, l.Target.Host, workdir, cwd)
 
 	if !s.NoSync {
+		r.step = StepSync
 		if err := r.sync(ctx, sess, workdir); err != nil {
 			return -1, err
 		}
@@ -258,8 +271,9 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	// The run's machine, in its environment: another machine's owner
 	// check sees this run as in progress while it lives.
 	vars["CRABBOX_MACHINE_ID"] = machine
-	if names := envfwd.Names(vars); len(names) > 4 {
-		r.notef("env forwarded: %s", strings.Join(names, ","))
+	r.envNames = envfwd.Names(vars)
+	if len(r.envNames) > 4 {
+		r.notef("env forwarded: %s", strings.Join(r.envNames, ","))
 	}
 	p := remotecmd.Params{
 		Workdir: workdir, Subdir: s.Subdir, RunID: r.runID, Argv: s.Argv, Shell: s.Shell || remotecmd.NeedsShell(s.Argv),
@@ -275,6 +289,7 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	r.step = StepCommand
 	cmdStart := d.Now()
 	logw := r.rec.Log()
 	var stdout, stderr io.Writer = io.MultiWriter(s.Stdout, logw), io.MultiWriter(s.Stderr, logw)
@@ -338,9 +353,20 @@ func (r *run) execute(ctx context.Context) (int, error) {
 		return -1, err
 	}
 	if len(s.JUnit) > 0 || s.ResultsAuto {
+		r.step = StepResults
 		r.collectResults(ctx, sess, workdir, rc.Dir)
 	}
+	if s.Artifacts.wanted() {
+		r.step = StepArtifacts
+		if err := r.fetchArtifacts(ctx, sess, workdir, code == 0 && capErr == nil); err != nil {
+			if errors.Is(err, context.Canceled) {
+				return exitcode.Interrupted, err
+			}
+			return -1, err
+		}
+	}
 	if capErr != nil && code == 0 {
+		r.step = StepCommand
 		return -1, capErr // the file asked for is missing: not a success
 	}
 	return code, nil
@@ -445,6 +471,10 @@ func (r *run) finish(code int, runErr error) (Outcome, error) {
 	case exit != 0:
 		state = "failed"
 	}
+	step := r.failedStep(code, exit, runErr, interrupted)
+	if step != "" {
+		r.update(func(rec *runs.Record) { rec.FailedStep = step })
+	}
 	// The outcome is recorded before the release, so a kill during the
 	// release leaves a finished record.
 	if err := r.rec.Finish(state, exit); err != nil {
@@ -454,7 +484,12 @@ func (r *run) finish(code int, runErr error) (Outcome, error) {
 		r.notef("warning: run %s: %s (the outcome is recorded)", r.runID, runs.LogIncompleteNote(&rec))
 	}
 
-	out := Outcome{RunID: r.runID, Exit: exit, State: state, Lease: r.lease, Timing: r.timing, Policy: s.StopAfter}
+	out := Outcome{RunID: r.runID, Exit: exit, State: state, Lease: r.lease, Timing: r.timing, Policy: s.StopAfter, FailedStep: step}
+	// The bundle is written before the release (a kill during a slow
+	// release still leaves one) and again after it, with the release.
+	if step != "" {
+		out.Bundle = r.writeBundle(step, false)
+	}
 	if out.Policy == "" {
 		out.Policy = "auto"
 	}
@@ -486,11 +521,28 @@ func (r *run) finish(code int, runErr error) (Outcome, error) {
 		out.StopCommand = provider.StopCommand(d.Provider, r.lease.Ident())
 		r.timing["stopCommand"] = out.StopCommand
 	}
+	if step == "" && runErr == nil && out.ReleaseErr != nil {
+		step = StepRelease
+		out.FailedStep = step
+		if err := r.rec.Update(func(rec *runs.Record) { rec.FailedStep = step }); err != nil {
+			r.notef("warning: recording run %s: %v", r.runID, err)
+		}
+	}
 	out.Total = r.rec.Record().Duration().Truncate(time.Millisecond)
 	r.timing["totalMs"], r.timing["exitCode"], r.timing["runStatus"] = out.Total.Milliseconds(), exit, state
 	r.timing["leaseStopped"] = out.Released
 	if out.ReleaseErr != nil {
 		r.timing["leaseStopError"] = out.ReleaseErr.Error()
+	}
+	if step != "" {
+		out.Bundle = r.writeBundle(step, out.Released)
+		rec := r.rec.Record()
+		tests, more := failingTests(rec.Results, digestTests)
+		out.Digest = &Digest{RunID: r.runID, State: state, Step: step, Exit: exit, Tests: tests, More: more,
+			Bundle: out.Bundle, Next: NextSteps(rec, out, step)}
+		if state == "succeeded" { // a failed release after a passing run
+			out.Digest.State, out.Digest.Exit = "failed", exitcode.Transport
+		}
 	}
 	switch {
 	case interrupted:

@@ -67,6 +67,13 @@ type Record struct {
 	Phases      []Phase
 	SyncSkipped bool
 	Results     *results.Summary
+	// Artifacts is the manifest of the files fetched into the run's
+	// artifacts dir (ArtifactsDir).
+	Artifacts []Artifact
+	// FailedStep is the step a failed or interrupted run stopped in:
+	// lease, sync, command, results, artifacts or release ("" when it
+	// succeeded).
+	FailedStep string
 
 	LogTruncated bool  // the start of the output was dropped (more than MaxLogBytes)
 	LogBytes     int64 // bytes of output, dropped ones included
@@ -113,6 +120,8 @@ type recordJSON struct {
 	Phases        []Phase          `json:"phases"`
 	SyncSkipped   bool             `json:"syncSkipped"`
 	Results       *results.Summary `json:"results"`
+	Artifacts     []Artifact       `json:"artifacts,omitempty"`
+	FailedStep    string           `json:"failedStep,omitempty"`
 	LogTruncated  bool             `json:"logTruncated"`
 	LogBytes      int64            `json:"logBytes"`
 	LogIncomplete bool             `json:"logIncomplete"`
@@ -131,7 +140,7 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		ID: r.ID, LeaseID: r.LeaseID, Slug: r.Slug, Provider: r.Provider, Workspace: r.Workspace,
 		RepoRoot: r.RepoRoot, Workdir: r.Workdir, Command: r.Command, Shell: r.Shell,
 		State: r.State, ExitCode: r.ExitCode, StartedAt: r.StartedAt,
-		Phases: r.Phases, SyncSkipped: r.SyncSkipped, Results: r.Results,
+		Phases: r.Phases, SyncSkipped: r.SyncSkipped, Results: r.Results, Artifacts: r.Artifacts, FailedStep: r.FailedStep,
 		LogTruncated: r.LogTruncated, LogBytes: r.LogBytes,
 		LogIncomplete: r.LogIncomplete, LogError: r.LogError, LogStoppedAt: r.LogStoppedAt, PID: r.PID, PIDStart: r.PIDStart, BootID: r.BootID, Host: r.Host,
 	}
@@ -171,7 +180,7 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 		ID: j.ID, LeaseID: j.LeaseID, Slug: j.Slug, Provider: j.Provider, Workspace: j.Workspace,
 		RepoRoot: j.RepoRoot, Workdir: j.Workdir, Command: j.Command, Shell: j.Shell,
 		State: j.State, ExitCode: j.ExitCode, StartedAt: j.StartedAt,
-		Phases: j.Phases, SyncSkipped: j.SyncSkipped, Results: j.Results,
+		Phases: j.Phases, SyncSkipped: j.SyncSkipped, Results: j.Results, Artifacts: j.Artifacts, FailedStep: j.FailedStep,
 		LogTruncated: j.LogTruncated, LogBytes: j.LogBytes,
 		LogIncomplete: j.LogIncomplete, LogError: j.LogError, LogStoppedAt: j.LogStoppedAt, PID: j.PID, PIDStart: j.PIDStart, BootID: j.BootID, Host: j.Host,
 	}
@@ -188,6 +197,9 @@ func (r Record) Clone() Record {
 	}
 	if r.Phases != nil {
 		r.Phases = append([]Phase(nil), r.Phases...)
+	}
+	if r.Artifacts != nil {
+		r.Artifacts = append([]Artifact(nil), r.Artifacts...)
 	}
 	if r.ExitCode != nil {
 		c := *r.ExitCode
