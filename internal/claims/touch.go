@@ -1,0 +1,16 @@
+package claims
+
+// Touch sets the claim's lastUsedAt to now, marking the lease as in use
+// (cleanup counts its idle time from there). A lease without a claim is
+// left alone (no error): there is nothing to keep alive.
+func (s *Store) Touch(leaseID string) error {
+	now := s.now()
+	_, err := s.Update(leaseID, func(c *Claim, exists bool) error {
+		if !exists {
+			return ErrNoChange
+		}
+		c.LastUsedAt = formatTime(now)
+		return nil
+	})
+	return err
+}
