@@ -86,8 +86,10 @@ EXIT STATUS
 					}
 					fmt.Fprintf(f.IO.ErrOut, "tunnel to lease %s open; press Ctrl-C to close it\n", l.ID)
 				},
-				Warn:     func(msg string) { fmt.Fprintf(f.IO.ErrOut, "warning: %s\n", msg) },
-				Restored: func() { fmt.Fprintf(f.IO.ErrOut, "the connection to %s dropped; the forwards are set up again\n", l.Workspace) },
+				Warn: func(msg string) { fmt.Fprintf(f.IO.ErrOut, "warning: %s\n", msg) },
+				Restored: func() {
+					fmt.Fprintf(f.IO.ErrOut, "the connection to %s dropped; the forwards are set up again\n", l.Workspace)
+				},
 			})
 		},
 	}
