@@ -47,6 +47,7 @@ type Config struct {
 	Sync    SyncConfig
 	Env     EnvConfig
 	Results ResultsConfig
+	Run     RunConfig
 
 	// Files are the config files that were read, in layer order.
 	Files []string

@@ -311,6 +311,13 @@ var keyTable = []*keyDef{
 		def: []string{"CI", "NODE_OPTIONS"}, check: checkEnvAllow, set: func(c *Config, v any) { c.Env.Allow = list(v) },
 	},
 
+	// run:
+	{
+		KeySpec: KeySpec{Key: "run.preflightTools", Env: "CRABBOX_PREFLIGHT_TOOLS", Flag: "preflight-tools", FlagOn: runOnly, Kind: KindList,
+			Usage: "Programs whose versions run --preflight reports besides git and rsync (the flag implies --preflight)."},
+		def: []string{}, check: checkToolNames, set: func(c *Config, v any) { c.Run.PreflightTools = list(v) },
+	},
+
 	// results:
 	{
 		KeySpec: KeySpec{Key: "results.junit", Env: "CRABBOX_RESULTS_JUNIT", Flag: "junit", FlagOn: runOnly, Kind: KindList,
