@@ -270,3 +270,45 @@ func TestCpTunnelPreflight(t *testing.T) {
 		})
 	}
 }
+
+// A tunnel nobody uses for longer than the control master's idle time
+// (ControlPersist=60) still answers: its hold session keeps the
+// connection in use.
+func TestTunnelOutlivesIdleMaster(t *testing.T) {
+	t.Parallel()
+	var ssh backend
+	for _, b := range backends {
+		if b.name == "ssh" {
+			ssh = b
+		}
+	}
+	w := ssh.world(t)
+	id := ssh.warm(w, "e2e-tunnel-idle")
+	t.Cleanup(func() { w.crabbox("stop", id) })
+	w.must("run", "--id", id, "--", "sh", "-c", "echo idle ok > idle.txt")
+	rp, lp := freeLocalPort(t), freeLocalPort(t)
+	server := w.start("", nil, "run", "--id", id, "--", "python3", "-m", "http.server", "--bind", "127.0.0.1", strconv.Itoa(rp))
+	waitUntil(t, 2*time.Minute, "the server on the lease", server, func() bool {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(rp), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	tun := w.start("", nil, "tunnel", "--id", id, fmt.Sprintf("%d:%d", lp, rp))
+	waitUntil(t, 2*time.Minute, "the tunnel", tun, func() bool { return strings.Contains(tun.out.String(), "forwarding 127.0.0.1:") })
+	time.Sleep(75 * time.Second) // past ControlPersist, no connection in between
+	if tun.exited() {
+		t.Fatalf("the tunnel ended while idle:\n%s", tun.errb.String())
+	}
+	if body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/idle.txt", lp)); err != nil || body != "idle ok\n" {
+		t.Errorf("GET after %s idle: %q, %v", 75*time.Second, body, err)
+	}
+	if strings.Contains(tun.errb.String(), "dropped") {
+		t.Errorf("the connection dropped while idle:\n%s", tun.errb.String())
+	}
+	tun.cmd.Process.Signal(syscall.SIGINT)
+	wantCode(t, tun.wait(time.Minute), 0, "tunnel after Ctrl-C")
+	server.cmd.Process.Signal(syscall.SIGINT)
+	wantCode(t, server.wait(time.Minute), 130, "server run after Ctrl-C")
+}

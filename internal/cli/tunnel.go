@@ -26,8 +26,9 @@ machine's 127.0.0.1 (or on all its addresses).
 
 A LOCALPORT something already listens on is refused before anything is set
 up. While the tunnel runs, the lease's claim is marked used every minute
-(cleanup does not count it as idle) and the connection is checked; one
-that dropped is set up again once, else the tunnel ends (exit 7).
+(cleanup does not count it as idle), and a session on the machine keeps
+the connection in use; a connection that drops is set up again, else the
+tunnel ends (exit 7).
 
 The lease is made ready (a stopped workspace is started) and claimed for
 this repository, as by 'crabbox ssh'.

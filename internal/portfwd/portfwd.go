@@ -1,15 +1,17 @@
 // Package portfwd keeps loopback port forwards to a lease open (crabbox
 // tunnel): 127.0.0.1:LOCAL on this machine to 127.0.0.1:REMOTE on the
 // machine, over the lease's ssh control master, until the context ends.
-// While it runs the lease is marked as used and the tunnel is checked; a
-// master that went away is started again once.
+// While it runs the lease is marked as used and the connection is held
+// in use; one that drops is set up again.
 package portfwd
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,8 +21,7 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
-// TickEvery is how often a running tunnel marks the lease used and checks
-// the connection.
+// TickEvery is how often a running tunnel marks the lease used.
 const TickEvery = time.Minute
 
 // cancelTimeout bounds removing the forwards at the end.
@@ -68,8 +69,17 @@ func port(s string) (int, error) {
 type Forwarder interface {
 	Forward(ctx context.Context, f sshx.LocalForward) error
 	CancelForward(ctx context.Context, f sshx.LocalForward) error
-	Alive(ctx context.Context) bool
+	// Run runs a remote command line through the session (see
+	// sshx.Session.Run): a non-nil error is a failed transport.
+	Run(ctx context.Context, remote string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
 }
+
+// HoldCommand is the remote command that keeps the tunnel's connection in
+// use while it runs: the control master ends 60 s after its last session
+// closes, and forwards alone do not count as one. It reads the session's
+// stdin, which stays open until the tunnel ends, so it also ends with
+// the connection and never outlives it on the machine.
+const HoldCommand = "exec cat >/dev/null"
 
 // Options configure a tunnel.
 type Options struct {
@@ -77,7 +87,7 @@ type Options struct {
 	// Touch marks the lease as used (its claim's lastUsedAt); it runs at
 	// the start and on every tick.
 	Touch func() error
-	// Tick paces touching and checking; a ticker of TickEvery when nil.
+	// Tick paces touching; a ticker of TickEvery when nil.
 	Tick <-chan time.Time
 	// Ready is called once every forward is up.
 	Ready func([]sshx.LocalForward)
@@ -89,8 +99,11 @@ type Options struct {
 
 // Run checks that every local port is free, sets the forwards up, and
 // keeps them until ctx ends (the normal end: nil error, the forwards
-// removed). A taken local port is exit code 2 before anything is set up;
-// a connection that drops and cannot be set up again is exit code 7.
+// removed). A session running HoldCommand keeps the connection in use
+// and notices at once when it drops; the forwards are then set up again
+// over a new connection. A taken local port is exit code 2 before
+// anything is set up; a connection that cannot be set up again, drops
+// twice between two ticks, or a hold the machine ended is exit code 7.
 func Run(ctx context.Context, fw Forwarder, o Options) error {
 	if o.Warn == nil {
 		o.Warn = func(string) {}
@@ -105,7 +118,7 @@ func Run(ctx context.Context, fw Forwarder, o Options) error {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
 		defer cancel()
 		for _, f := range up {
-			if err := fw.CancelForward(cctx, f); err != nil && fw.Alive(cctx) {
+			if err := fw.CancelForward(cctx, f); err != nil {
 				o.Warn(err.Error())
 			}
 		}
@@ -137,21 +150,33 @@ func Run(ctx context.Context, fw Forwarder, o Options) error {
 		defer t.Stop()
 		tick = t.C
 	}
+	drops := 0 // since the last tick
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick:
+		held := hold(ctx, fw)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				<-held
+				return nil
+			case <-tick:
+				touch()
+				drops = 0
+			case res := <-held:
+				if ctx.Err() != nil {
+					return nil
+				}
+				if res.err == nil {
+					return exitcode.Errorf(exitcode.Transport, "the connection could not be kept open: the machine ended %q (exit %d)", HoldCommand, res.code)
+				}
+				if drops++; drops > 1 {
+					return exitcode.New(exitcode.Transport, fmt.Errorf("the tunnel's connection dropped again right after it was set up again: %w", res.err))
+				}
+				break wait
+			}
 		}
-		touch()
-		if fw.Alive(ctx) {
-			continue
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		// The master went away (keepalives gave up, the machine
-		// restarted): Forward starts a new one.
+		// The connection dropped (keepalives gave up, the machine
+		// restarted): Forward starts a new master.
 		for _, f := range up {
 			if err := fw.Forward(ctx, f); err != nil {
 				if ctx.Err() != nil {
@@ -164,6 +189,39 @@ func Run(ctx context.Context, fw Forwarder, o Options) error {
 			o.Restored()
 		}
 	}
+}
+
+type holdResult struct {
+	code int
+	err  error
+}
+
+// hold runs HoldCommand until ctx ends or the connection drops. Its
+// stdin is a pipe whose write end stays open until then: an *os.File,
+// handed to ssh as it is (a reader would leave a copying goroutine that
+// blocks the command's end until ctx ends).
+func hold(ctx context.Context, fw Forwarder) <-chan holdResult {
+	out := make(chan holdResult, 1)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		out <- holdResult{-1, fmt.Errorf("holding the connection: %w", err)}
+		return out
+	}
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-stop:
+		}
+		pw.Close()
+	}()
+	go func() {
+		code, err := fw.Run(ctx, HoldCommand, pr, nil, nil)
+		close(stop)
+		pr.Close()
+		out <- holdResult{code, err}
+	}()
+	return out
 }
 
 // CheckFree refuses a local port that something on this machine already

@@ -3,6 +3,7 @@ package portfwd
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"reflect"
 	"strings"
@@ -45,13 +46,17 @@ func TestCheckFree(t *testing.T) {
 	}
 }
 
-// fakeFwd records forwards and answers Alive from a script.
+// fakeFwd records forwards; its hold session lasts until the context
+// ends or the test drops the connection.
 type fakeFwd struct {
 	mu       sync.Mutex
 	calls    []string
-	alive    []bool // Alive answers in order; true once exhausted
-	failNext error  // the next Forward's error
+	failNext error // the next Forward's error
+	holds    chan struct{}
+	drop     chan error // a value ends the current hold with it
 }
+
+func newFake() *fakeFwd { return &fakeFwd{holds: make(chan struct{}, 10), drop: make(chan error)} }
 
 func (f *fakeFwd) record(s string) {
 	f.mu.Lock()
@@ -73,15 +78,22 @@ func (f *fakeFwd) CancelForward(ctx context.Context, l sshx.LocalForward) error 
 	return nil
 }
 
-func (f *fakeFwd) Alive(context.Context) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.alive) == 0 {
-		return true
+func (f *fakeFwd) Run(ctx context.Context, remote string, stdin io.Reader, _, _ io.Writer) (int, error) {
+	f.record("run " + remote)
+	f.holds <- struct{}{}
+	// The stdin stays open while the hold runs, and closes at the end.
+	eof := make(chan struct{})
+	go func() { io.Copy(io.Discard, stdin); close(eof) }()
+	select {
+	case <-ctx.Done():
+		<-eof
+		return -1, ctx.Err()
+	case err := <-f.drop:
+		if err == nil {
+			return 0, nil
+		}
+		return 255, err
 	}
-	a := f.alive[0]
-	f.alive = f.alive[1:]
-	return a
 }
 
 func (f *fakeFwd) got() []string {
@@ -113,11 +125,13 @@ func wait[T any](t *testing.T, c <-chan T, what string) T {
 	return zero
 }
 
-// The tunnel sets every forward up, marks the lease used at the start
-// and on each tick, sets a dropped connection up again, and removes the
-// forwards when its context ends.
+var errDropped = exitcode.Errorf(exitcode.Transport, "ssh transport to h failed: Connection reset")
+
+// The tunnel sets every forward up, holds the connection, marks the
+// lease used at the start and on each tick, sets a dropped connection
+// up again, and removes the forwards when its context ends.
 func TestRunLifecycle(t *testing.T) {
-	fw := &fakeFwd{alive: []bool{true, false}}
+	fw := newFake()
 	fa, fb := sshx.LocalForward{Local: freePort(t), Remote: 80}, sshx.LocalForward{Local: freePort(t), Remote: 81}
 	tick := make(chan time.Time)
 	touched, ready, restored := make(chan struct{}, 10), make(chan []sshx.LocalForward, 1), make(chan struct{}, 1)
@@ -133,32 +147,70 @@ func TestRunLifecycle(t *testing.T) {
 		t.Fatalf("ready with %v", up)
 	}
 	wait(t, touched, "touch at the start")
-	tick <- time.Now() // alive: only a touch
-	wait(t, touched, "touch on the first tick")
-	tick <- time.Now() // dropped: both forwards again
-	wait(t, touched, "touch on the second tick")
+	wait(t, fw.holds, "the hold")
+	tick <- time.Now()
+	wait(t, touched, "touch on a tick")
+	fw.drop <- errDropped // the connection drops: both forwards again, a new hold
 	wait(t, restored, "restore")
+	wait(t, fw.holds, "the new hold")
+	tick <- time.Now()
+	fw.drop <- errDropped // a drop after a tick is set up again too
+	wait(t, restored, "second restore")
+	wait(t, fw.holds, "the third hold")
 	cancel()
 	if err := wait(t, done, "end"); err != nil {
 		t.Fatalf("Run = %v, want nil after the context ended", err)
 	}
-	want := []string{"forward " + fa.Spec(), "forward " + fb.Spec(), "forward " + fa.Spec(), "forward " + fb.Spec(), "cancel " + fa.Spec(), "cancel " + fb.Spec()}
+	hold := "run " + HoldCommand
+	want := []string{"forward " + fa.Spec(), "forward " + fb.Spec(), hold,
+		"forward " + fa.Spec(), "forward " + fb.Spec(), hold,
+		"forward " + fa.Spec(), "forward " + fb.Spec(), hold,
+		"cancel " + fa.Spec(), "cancel " + fb.Spec()}
 	if got := fw.got(); !reflect.DeepEqual(got, want) {
 		t.Errorf("calls %q\nwant %q", got, want)
 	}
 }
 
-// A connection that cannot be set up again ends the tunnel with exit 7;
-// a taken local port ends it with exit 2 before any forward.
+// Exit 7: a connection that cannot be set up again, one that drops twice
+// between ticks, a hold the machine ended. Exit 2: a taken local port,
+// before any forward.
 func TestRunFailures(t *testing.T) {
-	fw := &fakeFwd{alive: []bool{false}}
-	tick := make(chan time.Time, 1)
-	tick <- time.Now()
-	f := sshx.LocalForward{Local: freePort(t), Remote: 80}
-	err := Run(context.Background(), fw, Options{Forwards: []sshx.LocalForward{f}, Tick: tick,
-		Ready: func([]sshx.LocalForward) { fw.failNext = errors.New("ssh: connection refused") }})
-	if exitcode.Code(err) != exitcode.Transport {
+	run := func(fw *fakeFwd, during func()) error {
+		done := make(chan error, 1)
+		go func() {
+			done <- Run(context.Background(), fw, Options{Forwards: []sshx.LocalForward{{Local: freePort(t), Remote: 80}}, Tick: make(chan time.Time)})
+		}()
+		during()
+		return wait(t, done, "end")
+	}
+	fw := newFake()
+	err := run(fw, func() {
+		wait(t, fw.holds, "hold")
+		fw.mu.Lock()
+		fw.failNext = errors.New("ssh: connection refused")
+		fw.mu.Unlock()
+		fw.drop <- errDropped
+	})
+	if exitcode.Code(err) != exitcode.Transport || !strings.Contains(err.Error(), "could not be set up again") {
 		t.Errorf("Run after a lost connection = %v, want exit 7", err)
+	}
+	fw = newFake()
+	err = run(fw, func() {
+		wait(t, fw.holds, "hold")
+		fw.drop <- errDropped
+		wait(t, fw.holds, "second hold")
+		fw.drop <- errDropped
+	})
+	if exitcode.Code(err) != exitcode.Transport || !strings.Contains(err.Error(), "dropped again") {
+		t.Errorf("Run after two drops = %v, want exit 7", err)
+	}
+	fw = newFake()
+	err = run(fw, func() {
+		wait(t, fw.holds, "hold")
+		fw.drop <- nil // the hold ended with the connection up
+	})
+	if exitcode.Code(err) != exitcode.Transport || !strings.Contains(err.Error(), "kept open") {
+		t.Errorf("Run after the hold ended = %v, want exit 7", err)
 	}
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -166,7 +218,7 @@ func TestRunFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	fw = &fakeFwd{}
+	fw = newFake()
 	taken := sshx.LocalForward{Local: l.Addr().(*net.TCPAddr).Port, Remote: 80}
 	err = Run(context.Background(), fw, Options{Forwards: []sshx.LocalForward{{Local: freePort(t), Remote: 1}, taken}})
 	if exitcode.Code(err) != exitcode.Usage {

@@ -33,8 +33,9 @@ func (f LocalForward) Spec() string {
 //	ssh -O forward -L 127.0.0.1:<local>:127.0.0.1:<remote> -o ControlPath=<sock> <dest>
 //
 // The forward lives as long as the master (Close ends it) or until
-// CancelForward. A refused forward (the port is taken) is exit code 2; a
-// master that does not answer is a transport error (exit code 7).
+// CancelForward. A master that no longer answers is replaced first. A
+// refused forward (the port is taken) is exit code 2; a master that
+// cannot be started is a transport error (exit code 7).
 func (s *Session) Forward(ctx context.Context, f LocalForward) error {
 	if err := s.Open(ctx); err != nil {
 		return err
@@ -47,9 +48,30 @@ func (s *Session) Forward(ctx context.Context, f LocalForward) error {
 		return cerr
 	}
 	if !s.alive(ctx) {
-		return transportError(s.t, "forwarding "+f.Spec()+": "+joinDetail(lastLines(out), err.Error()), out)
+		// The master is gone but left its socket (it was killed): start
+		// a new one and ask once more.
+		if err := s.restart(ctx); err != nil {
+			return err
+		}
+		if out, err = s.control(ctx, "forward", "-L", f.Spec()); err == nil {
+			return nil
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if !s.alive(ctx) {
+			return transportError(s.t, "forwarding "+f.Spec()+": "+joinDetail(lastLines(out), err.Error()), out)
+		}
 	}
 	return exitcode.Errorf(exitcode.Usage, "cannot forward 127.0.0.1:%d to port %d on %s: %s", f.Local, f.Remote, s.t.Host, joinDetail(lastLines(out), "is the local port in use?"))
+}
+
+// restart starts a new master in place of one that no longer answers.
+func (s *Session) restart(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.open = false
+	return s.openLocked(ctx)
 }
 
 // CancelForward removes a forward Forward added (ssh -O cancel).
@@ -61,10 +83,8 @@ func (s *Session) CancelForward(ctx context.Context, f LocalForward) error {
 	return nil
 }
 
-// Alive reports whether the session's master is up and answering
+// alive reports whether the session's master is up and answering
 // (ssh -O check).
-func (s *Session) Alive(ctx context.Context) bool { return s.alive(ctx) }
-
 func (s *Session) alive(ctx context.Context) bool {
 	_, err := s.control(ctx, "check")
 	return err == nil

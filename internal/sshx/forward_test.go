@@ -57,8 +57,8 @@ func TestRealOpenSSHForward(t *testing.T) {
 	if err := s.Forward(ctx, f); err != nil {
 		t.Fatalf("Forward: %v", err)
 	}
-	if !s.Alive(ctx) {
-		t.Error("Alive = false with the master up")
+	if !s.alive(ctx) {
+		t.Error("alive = false with the master up")
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/", f.Local))
