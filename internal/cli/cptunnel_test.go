@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // cp and tunnel refuse bad command lines before any lease is looked up
@@ -38,5 +39,21 @@ func TestCpAndTunnelUsage(t *testing.T) {
 				t.Errorf("crabbox %s ran %q", strings.Join(tt.args, " "), a)
 			}
 		}
+	}
+}
+
+// rsync's progress shows only once a copy has run past the delay; a shown
+// line is ended.
+func TestDelayedWriter(t *testing.T) {
+	var quick, slow strings.Builder
+	q := newDelayedWriter(&quick, time.Hour)
+	q.Write([]byte("\r 10%"))
+	q.finish()
+	s := newDelayedWriter(&slow, 0)
+	s.Write([]byte("\r 10%"))
+	s.Write([]byte("\r100%"))
+	s.finish()
+	if quick.String() != "" || slow.String() != "\r 10%\r100%\n" {
+		t.Errorf("quick %q, slow %q", quick.String(), slow.String())
 	}
 }
