@@ -93,6 +93,7 @@ Primary results go to stdout; progress and diagnostics go to stderr.`,
 	for _, add := range extraCommands {
 		root.AddCommand(add(f))
 	}
+	registerCompletions(root, f)
 	// Unknown sub-commands and bad positional args are usage errors (exit 2).
 	wrapArgs(root)
 	return root

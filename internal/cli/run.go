@@ -26,6 +26,7 @@ type runOptions struct {
 	noSync, syncOnly    bool
 	fullResync          bool
 	timingJSON          bool
+	preflight           bool
 	allowEnv            []string
 	envProfiles         []string
 	argv                []string
@@ -100,6 +101,7 @@ EXIT STATUS
 	fl.BoolVar(&o.fullResync, "full-resync", false, "Wipe the remote workdir and sync everything")
 	fl.BoolVar(&o.fullResync, "fresh-sync", false, "Alias of --full-resync")
 	fl.BoolVar(&o.timingJSON, "timing-json", false, "Print a timing JSON object on stderr")
+	fl.BoolVar(&o.preflight, "preflight", false, "Before the command, print and record a snapshot of the machine (OS, CPUs, memory, disk, tool versions)")
 	fl.StringArrayVar(&o.allowEnv, "allow-env", nil, "Forward this env var (NAME or PREFIX*; repeatable, comma-separated)")
 	fl.StringArrayVar(&o.envProfiles, "env-from-profile", nil, "Read KEY=value lines from this file (allowlisted names only; repeatable)")
 	addRunInputFlags(cmd, o)
@@ -209,7 +211,10 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 		ResultsAuto:        cfg.Results.Auto,
 		FailOnTestFailures: cfg.Results.FailOnFailures,
 		Artifacts:          art,
-		Stdout:             f.IO.Out, Stderr: f.IO.ErrOut,
+		// --preflight-tools is a config flag; given, it implies --preflight.
+		Preflight:      o.preflight || cmd.Flags().Changed("preflight-tools"),
+		PreflightTools: cfg.Run.PreflightTools,
+		Stdout:         f.IO.Out, Stderr: f.IO.ErrOut,
 	}
 	input.apply(&spec)
 	out, runErr := runner.Run(cmd.Context(), runner.Deps{

@@ -47,6 +47,7 @@ type Config struct {
 	Results ResultsConfig
 	// Artifacts bounds what a run fetches (artifacts.go).
 	Artifacts ArtifactsConfig
+	Run       RunConfig
 
 	// Files are the config files that were read, in layer order.
 	Files []string

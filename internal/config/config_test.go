@@ -85,6 +85,7 @@ func TestDefaults(t *testing.T) {
 		Env:       EnvConfig{Allow: []string{"CI", "NODE_OPTIONS"}},
 		Results:   ResultsConfig{JUnit: []string{}},
 		Artifacts: ArtifactsConfig{MaxFiles: 1000, MaxBytes: 1 << 30},
+		Run:       RunConfig{PreflightTools: []string{}},
 	}
 	got := *c
 	got.values, got.Files, got.Warnings = nil, nil, nil
@@ -714,13 +715,13 @@ func TestFlagNames(t *testing.T) {
 		"checksum", "class", "coder-cli", "coder-delete-on-release", "coder-parameter", "coder-preset",
 		"coder-rich-parameter-file", "coder-template", "coder-use-parameter-defaults", "coder-wait",
 		"coder-work-root", "coder-workspace-prefix", "fail-on-test-failures", "force-sync-large",
-		"idle-timeout", "junit", "provider", "results-auto",
+		"idle-timeout", "junit", "preflight-tools", "provider", "results-auto",
 		"ssh-clean-workdir", "ssh-host", "ssh-identity", "ssh-known-hosts", "ssh-work-root", "target", "ttl", "type",
 	}
 	kinds := map[string]string{
 		"checksum": "bool", "coder-delete-on-release": "bool", "coder-use-parameter-defaults": "bool",
 		"fail-on-test-failures": "bool", "force-sync-large": "bool", "results-auto": "bool", "ssh-clean-workdir": "bool",
-		"coder-parameter": "list", "junit": "list", "ssh-host": "list",
+		"coder-parameter": "list", "junit": "list", "preflight-tools": "list", "ssh-host": "list",
 	}
 	var got []string
 	for _, fs := range FlagNames() {
@@ -801,6 +802,20 @@ func TestFormatDuration(t *testing.T) {
 	} {
 		if got := formatDuration(d); got != want {
 			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// run.preflightTools takes program names only, from any layer.
+func TestPreflightToolsKey(t *testing.T) {
+	f := newFixture(t)
+	c := f.mustLoad(map[string]string{"preflight-tools": "go, node,,python3"})
+	if want := []string{"go", "node", "python3"}; !reflect.DeepEqual(c.Run.PreflightTools, want) {
+		t.Errorf("PreflightTools = %q, want %q", c.Run.PreflightTools, want)
+	}
+	for _, bad := range []string{"/usr/bin/go", "-rf", "a b", "$(id)"} {
+		if _, err := checkToolNames([]string{bad}); err == nil {
+			t.Errorf("checkToolNames accepted %q", bad)
 		}
 	}
 }

@@ -318,6 +318,12 @@ var keyTable = []*keyDef{
 			Usage: "Most bytes one run's artifacts fetch (1 GiB); also the largest --download file."},
 		def: int64(1 << 30), check: checkPositiveInt64, set: func(c *Config, v any) { c.Artifacts.MaxBytes = v.(int64) },
 	},
+	// run:
+	{
+		KeySpec: KeySpec{Key: "run.preflightTools", Env: "CRABBOX_PREFLIGHT_TOOLS", Flag: "preflight-tools", FlagOn: runOnly, Kind: KindList,
+			Usage: "Programs whose versions run --preflight reports besides git and rsync (the flag implies --preflight)."},
+		def: []string{}, check: checkToolNames, set: func(c *Config, v any) { c.Run.PreflightTools = list(v) },
+	},
 
 	// results:
 	{

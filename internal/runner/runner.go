@@ -51,6 +51,11 @@ type Spec struct {
 	NoSync bool
 	// SyncOnly syncs and runs no command.
 	SyncOnly bool
+	// Preflight takes a snapshot of the machine after the sync, before the
+	// command (remotecmd.PreflightScript), with PreflightTools' versions
+	// besides git's and rsync's. Diagnostic only: it never fails the run.
+	Preflight      bool
+	PreflightTools []string
 	// Sync is the sync's options; RepoRoot and Workdir are set by Run.
 	Sync syncer.Options
 	// Env is the forwarded environment (values never printed); the run's
@@ -257,6 +262,12 @@ func (r *run) execute(ctx context.Context) (int, error) {
 		r.step = StepSync
 		if err := r.sync(ctx, sess, workdir); err != nil {
 			return -1, err
+		}
+	}
+	if s.Preflight {
+		r.preflight(ctx, sess, workdir)
+		if ctx.Err() != nil {
+			return exitcode.Interrupted, context.Canceled
 		}
 	}
 	if s.SyncOnly {

@@ -74,6 +74,8 @@ type Record struct {
 	// lease, sync, command, results, artifacts or release ("" when it
 	// succeeded).
 	FailedStep string
+	// Preflight is the machine snapshot of run --preflight (nil without).
+	Preflight *Preflight
 
 	LogTruncated bool  // the start of the output was dropped (more than MaxLogBytes)
 	LogBytes     int64 // bytes of output, dropped ones included
@@ -122,6 +124,7 @@ type recordJSON struct {
 	Results       *results.Summary `json:"results"`
 	Artifacts     []Artifact       `json:"artifacts,omitempty"`
 	FailedStep    string           `json:"failedStep,omitempty"`
+	Preflight     *Preflight       `json:"preflight,omitempty"`
 	LogTruncated  bool             `json:"logTruncated"`
 	LogBytes      int64            `json:"logBytes"`
 	LogIncomplete bool             `json:"logIncomplete"`
@@ -140,7 +143,7 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		ID: r.ID, LeaseID: r.LeaseID, Slug: r.Slug, Provider: r.Provider, Workspace: r.Workspace,
 		RepoRoot: r.RepoRoot, Workdir: r.Workdir, Command: r.Command, Shell: r.Shell,
 		State: r.State, ExitCode: r.ExitCode, StartedAt: r.StartedAt,
-		Phases: r.Phases, SyncSkipped: r.SyncSkipped, Results: r.Results, Artifacts: r.Artifacts, FailedStep: r.FailedStep,
+		Phases: r.Phases, SyncSkipped: r.SyncSkipped, Results: r.Results, Artifacts: r.Artifacts, FailedStep: r.FailedStep, Preflight: r.Preflight,
 		LogTruncated: r.LogTruncated, LogBytes: r.LogBytes,
 		LogIncomplete: r.LogIncomplete, LogError: r.LogError, LogStoppedAt: r.LogStoppedAt, PID: r.PID, PIDStart: r.PIDStart, BootID: r.BootID, Host: r.Host,
 	}
@@ -180,7 +183,7 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 		ID: j.ID, LeaseID: j.LeaseID, Slug: j.Slug, Provider: j.Provider, Workspace: j.Workspace,
 		RepoRoot: j.RepoRoot, Workdir: j.Workdir, Command: j.Command, Shell: j.Shell,
 		State: j.State, ExitCode: j.ExitCode, StartedAt: j.StartedAt,
-		Phases: j.Phases, SyncSkipped: j.SyncSkipped, Results: j.Results, Artifacts: j.Artifacts, FailedStep: j.FailedStep,
+		Phases: j.Phases, SyncSkipped: j.SyncSkipped, Results: j.Results, Artifacts: j.Artifacts, FailedStep: j.FailedStep, Preflight: j.Preflight,
 		LogTruncated: j.LogTruncated, LogBytes: j.LogBytes,
 		LogIncomplete: j.LogIncomplete, LogError: j.LogError, LogStoppedAt: j.LogStoppedAt, PID: j.PID, PIDStart: j.PIDStart, BootID: j.BootID, Host: j.Host,
 	}
@@ -205,6 +208,7 @@ func (r Record) Clone() Record {
 		c := *r.ExitCode
 		r.ExitCode = &c
 	}
+	r.Preflight = r.Preflight.clone()
 	if r.Results != nil {
 		s := *r.Results
 		if s.Files != nil {
