@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -87,6 +88,9 @@ EXIT STATUS
 				pw := newDelayedWriter(f.IO.ErrOut, iostreams.ProgressDelay)
 				defer pw.finish()
 				o.Progress = pw
+			}
+			o.Retrying = func(err error) {
+				fmt.Fprintf(f.IO.ErrOut, "cp: %v; retrying once over a new tunnel\n", err)
 			}
 			return transfer.Copy(ctx, f.Runner, sess, plan, o)
 		},

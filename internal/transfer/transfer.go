@@ -39,7 +39,14 @@ type Options struct {
 	Progress io.Writer
 	// RSync is the local rsync program; "rsync" when empty.
 	RSync string
+	// Retrying, when set, hears about a copy that lost its transport and
+	// is tried once more over a new tunnel.
+	Retrying func(err error)
 }
+
+// closer is a Remote whose tunnel can be closed, so the next use opens a
+// new one (*sshx.Session).
+type closer interface{ Close() error }
 
 // kind is what a path is.
 type kind byte
@@ -71,6 +78,22 @@ func Copy(ctx context.Context, r execx.Runner, remote Remote, p Plan, o Options)
 	if len(p.Sources) == 0 {
 		return usagef("no source")
 	}
+	err := copyOnce(ctx, r, remote, p, o)
+	c, ok := remote.(closer)
+	if err == nil || !ok || exitcode.Code(err) != exitcode.Transport || ctx.Err() != nil {
+		return err
+	}
+	// A copy is idempotent (rsync sends what differs), so one that lost
+	// its transport is tried once more over a new tunnel; the old master
+	// may be stalled rather than gone, so it is closed first.
+	if o.Retrying != nil {
+		o.Retrying(err)
+	}
+	_ = c.Close()
+	return copyOnce(ctx, r, remote, p, o)
+}
+
+func copyOnce(ctx context.Context, r execx.Runner, remote Remote, p Plan, o Options) error {
 	if p.Push {
 		return push(ctx, r, remote, p, o)
 	}

@@ -363,3 +363,61 @@ func TestRsyncError(t *testing.T) {
 		}
 	}
 }
+
+// droppingRemote's first rsync loses its connection (ssh exits 255) until
+// Close, as a stalled tunnel does; Close makes the next one work.
+type droppingRemote struct {
+	*localRemote
+	flag   string
+	closed int
+	// forever keeps dropping after Close (a tunnel that cannot come back).
+	forever bool
+}
+
+func (d *droppingRemote) Close() error {
+	d.closed++
+	if d.forever {
+		return nil
+	}
+	return os.Remove(d.flag)
+}
+
+// A copy that lost its transport is retried once over a new tunnel (the
+// old one closed first); a second loss is the error.
+func TestCopyRetriesALostTransportOnce(t *testing.T) {
+	requireRsync(t)
+	local, wd := t.TempDir(), t.TempDir()
+	t.Chdir(local)
+	writeFile(t, filepath.Join(local, "f.txt"), "payload", 0o644)
+	base := newLocalRemote(t)
+	flag := filepath.Join(t.TempDir(), "drop")
+	rsh := filepath.Join(t.TempDir(), "dropping-ssh")
+	script := "#!/bin/bash\nif [ -e " + flag + " ]; then echo 'Connection reset by peer' >&2; exit 255; fi\nexec " + base.rsh + " \"$@\"\n"
+	if err := os.WriteFile(rsh, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(flag, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rem := &droppingRemote{localRemote: &localRemote{rsh: rsh}, flag: flag}
+	var retried []error
+	o := Options{Workdir: wd, Retrying: func(err error) { retried = append(retried, err) }}
+	if err := Copy(context.Background(), execx.OS{}, rem, Plan{Push: true, Sources: []string{"f.txt"}, Dest: "f.txt"}, o); err != nil {
+		t.Fatalf("copy after one lost transport: %v", err)
+	}
+	if len(retried) != 1 || exitcode.Code(retried[0]) != exitcode.Transport || rem.closed != 1 {
+		t.Fatalf("retries %v, closed %d; want one transport retry after one Close", retried, rem.closed)
+	}
+	if b, err := os.ReadFile(filepath.Join(wd, "f.txt")); err != nil || string(b) != "payload" {
+		t.Errorf("copied file %q, %v", b, err)
+	}
+	// A tunnel that cannot come back: exit 7 after exactly one retry.
+	if err := os.WriteFile(flag, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rem.forever, retried = true, nil
+	err := Copy(context.Background(), execx.OS{}, rem, Plan{Push: true, Sources: []string{"f.txt"}, Dest: "g.txt"}, o)
+	if exitcode.Code(err) != exitcode.Transport || len(retried) != 1 {
+		t.Errorf("err %v (exit %d), retries %d; want exit 7 after one retry", err, exitcode.Code(err), len(retried))
+	}
+}
