@@ -68,7 +68,9 @@ func (p *Provider) warm(ctx context.Context, ident string, req ResolveRequest) (
 		return nil, nil
 	}
 	if req.Reclaim {
-		p.closeMaster(l)
+		// A takeover goes through Coder. The master is not ended: it is
+		// only a connection, and another run on this machine may be using
+		// it right now (ending it broke concurrent --reclaim runs).
 		return nil, nil
 	}
 	if p.Client == nil || p.Client.Cache == nil {
@@ -96,8 +98,8 @@ func (p *Provider) warm(ctx context.Context, ident string, req ResolveRequest) (
 }
 
 // closeMaster ends l's persistent control master, if this process may
-// keep one (before a stop, delete, cleanup or reclaim, and when it stopped
-// answering).
+// keep one (before a stop, delete or cleanup, for a workspace found
+// stopped, and when it stopped answering).
 func (p *Provider) closeMaster(l *Lease) {
 	if p.Tunnels == nil || !p.Tunnels.Persistent() || l == nil || l.Ref == "" || l.WorkspaceID == "" {
 		return

@@ -257,8 +257,9 @@ func TestWarmResolveNeedsPersistAndCachedWhoami(t *testing.T) {
 			if len(callsOf(h, "coder")) == 0 {
 				t.Fatalf("fast path taken: %q", h.argvs())
 			}
-			if tc.name == "reclaim" && !strings.HasPrefix(callsOf(h, "ssh")[0], "ssh -O exit") {
-				t.Errorf("--reclaim did not end the master first: %q", callsOf(h, "ssh"))
+			if tc.name == "reclaim" && hasCall(callsOf(h, "ssh"), "ssh -O exit") {
+				// Another run on this machine may be using it.
+				t.Errorf("--reclaim ended the shared master: %q", callsOf(h, "ssh"))
 			}
 		})
 	}
