@@ -56,7 +56,7 @@ EXIT STATUS
 					return err
 				}
 			}
-			lc, err := f.openLeaseWith(cmd, providerFromLease, id, false)
+			lc, err := f.openLeaseOpt(cmd, providerFromLease, id)
 			if err != nil {
 				return err
 			}

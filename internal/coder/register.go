@@ -83,7 +83,6 @@ func New(d provider.Deps) (provider.Provider, error) {
 		ConfigDir: d.ConfigDir,
 		Now:       d.Now,
 		Events:    d.Events,
-		Tunnels:   d.Tunnels,
 	}, nil
 }
 
