@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/crabbox-dev/crabbox/internal/iostreams"
-	"github.com/crabbox-dev/crabbox/internal/provider"
 	"github.com/crabbox-dev/crabbox/internal/syncer"
 	"github.com/crabbox-dev/crabbox/internal/transfer"
 )
@@ -66,20 +65,10 @@ EXIT STATUS
 			}
 			defer lc.close()
 			ctx := cmd.Context()
-			l, err := lc.provider.Resolve(ctx, provider.ResolveRequest{
-				Ident: plan.Lease, Mode: provider.Prepare, RepoRoot: lc.repoRoot, Reclaim: reclaim, Ready: lc.ready, Open: lc.open,
+			l, sess, err := lc.prepareLease(ctx, plan.Lease, reclaim, true, func(ident string) string {
+				return "crabbox cp --reclaim --id " + ident + " …"
 			})
-			lc.endProgress(err)
 			if err != nil {
-				return err
-			}
-			sess, err := lc.session(l)
-			if err != nil {
-				return err
-			}
-			if err := lc.claimOwner(ctx, sess, l, reclaim, func(ident string) string {
-				return "`crabbox cp --reclaim --id " + ident + " …`"
-			}); err != nil {
 				return err
 			}
 			workdir := syncer.WorkdirFor(l.Target.WorkRoot, l.ID, syncer.RepoName(ctx, f.Runner, lc.repoRoot))

@@ -88,20 +88,10 @@ EXIT STATUS
 				return err
 			}
 			defer lc.close()
-			l, err := lc.provider.Resolve(cmd.Context(), provider.ResolveRequest{
-				Ident: ident, Mode: provider.Prepare, RepoRoot: lc.repoRoot, Reclaim: reclaim, Ready: lc.ready,
-			})
-			lc.endProgress(err)
-			if err != nil {
-				return err
-			}
-			sess, err := lc.session(l)
-			if err != nil {
-				return err
-			}
-			if err := lc.claimOwner(cmd.Context(), sess, l, reclaim, func(ident string) string {
+			l, _, err := lc.prepareLease(cmd.Context(), ident, reclaim, false, func(ident string) string {
 				return "crabbox ssh --reclaim " + ident
-			}); err != nil {
+			})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintln(f.IO.Out, sshx.PasteLine(l.Target))

@@ -327,6 +327,31 @@ func leaseIdent(id string, args []string) (string, error) {
 	return "", usageErr("which lease? pass a lease ID, slug, workspace name or owner/workspace (as --id or an argument); `crabbox list` shows them")
 }
 
+// prepareLease makes the lease ident names ready for this command (start
+// a stopped machine, wait for SSH, claim it for the repo) and records this
+// machine as its owner. keepTunnel opens the process's tunnel instead of a
+// separate ready check when the lease is believed ready (the command goes
+// on using it). next renders the command that takes the lease over.
+func (lc *leaseCtx) prepareLease(ctx context.Context, ident string, reclaim, keepTunnel bool, next func(ident string) string) (*provider.Lease, *sshx.Session, error) {
+	req := provider.ResolveRequest{Ident: ident, Mode: provider.Prepare, RepoRoot: lc.repoRoot, Reclaim: reclaim, Ready: lc.ready}
+	if keepTunnel {
+		req.Open = lc.open
+	}
+	l, err := lc.provider.Resolve(ctx, req)
+	lc.endProgress(err)
+	if err != nil {
+		return nil, nil, err
+	}
+	sess, err := lc.session(l)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := lc.claimOwner(ctx, sess, l, reclaim, next); err != nil {
+		return nil, nil, err
+	}
+	return l, sess, nil
+}
+
 // claimOwner records this machine as l's owner before a command uses it
 // (one round trip; see owner.Checker.Claim), unless the provider keeps the
 // owner record itself and already did.

@@ -6,7 +6,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/crabbox-dev/crabbox/internal/portfwd"
-	"github.com/crabbox-dev/crabbox/internal/provider"
 	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
@@ -62,20 +61,10 @@ EXIT STATUS
 			}
 			defer lc.close()
 			ctx := cmd.Context()
-			l, err := lc.provider.Resolve(ctx, provider.ResolveRequest{
-				Ident: id, Mode: provider.Prepare, RepoRoot: lc.repoRoot, Reclaim: reclaim, Ready: lc.ready, Open: lc.open,
+			l, sess, err := lc.prepareLease(ctx, id, reclaim, true, func(ident string) string {
+				return "crabbox tunnel --reclaim --id " + ident + " …"
 			})
-			lc.endProgress(err)
 			if err != nil {
-				return err
-			}
-			sess, err := lc.session(l)
-			if err != nil {
-				return err
-			}
-			if err := lc.claimOwner(ctx, sess, l, reclaim, func(ident string) string {
-				return "`crabbox tunnel --reclaim --id " + ident + " …`"
-			}); err != nil {
 				return err
 			}
 			return portfwd.Run(ctx, sess, portfwd.Options{
