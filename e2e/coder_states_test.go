@@ -159,7 +159,15 @@ func TestCoderRunIDAfterStopBehindBack(t *testing.T) {
 			good = false
 		}
 		// One stop and exactly one start build since the round began.
-		if after.Number != before.Number+2 || after.Transition != "start" || after.Status != "running" {
+		// Except: with a live persistent tunnel (ssh.persist) a run while a
+		// stop build is still running may use the tunnel (the agent still
+		// answers) and run the command before the stop completes; then the
+		// run succeeded, started nothing, and the stop is the only build.
+		fastStopping := rd.kind == "stopping" && r.code == 0 && starts == 0 &&
+			after.Number == before.Number+1 && after.Transition == "stop"
+		if fastStopping {
+			t.Logf("round %d (stopping): the run used the live tunnel before the stop finished", i+1)
+		} else if after.Number != before.Number+2 || after.Transition != "start" || after.Status != "running" {
 			t.Errorf("round %d (%s): builds %+v -> %+v, want one stop and one start build", i+1, rd.kind, before, after)
 			good = false
 		}

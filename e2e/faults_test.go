@@ -393,6 +393,9 @@ func TestFaultCreate(t *testing.T) {
 func TestFaultTunnelAndStop(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
+	// The faults hit each new `coder ssh` proxy: every run must open its
+	// own tunnel, not reuse the last run's (ssh.persist).
+	w.setPersist("0s")
 	f := newFaults(t)
 
 	// Ready wait: the first proxy fails outright, the second drops during
@@ -587,6 +590,7 @@ func TestFaultGarbageAndHang(t *testing.T) {
 func TestFaultTunnelStallsMidSync(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
+	w.setPersist("0s") // the stall hits a new proxy: no reused tunnel
 	f := newFaults(t)
 	l := w.warmup("--coder-cli", f.wrapper, "--slug", "e2e-stall")
 	big := w.writeRandom("big.bin", 3<<20)

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -58,12 +59,23 @@ const (
 // openLeaseOpt is openLease with a fallback for an unselected provider;
 // ident is the lease identifier for providerFromLease.
 func (f *Factory) openLeaseOpt(cmd *cobra.Command, fallback providerFallback, ident string) (*leaseCtx, error) {
+	return f.openLeaseWith(cmd, fallback, ident, true)
+}
+
+// openLeaseWith is openLeaseOpt; persist=false keeps the process's tunnels
+// to itself even when ssh.persist is set (crabbox tunnel: its forwards
+// must end with it).
+func (f *Factory) openLeaseWith(cmd *cobra.Command, fallback providerFallback, ident string, persist bool) (*leaseCtx, error) {
 	cfg, err := f.loadConfig(cmd)
 	if err != nil {
 		return nil, err
 	}
 	stateDir := config.StateDir(f.Env)
-	lc := &leaseCtx{f: f, cfg: cfg, claims: claims.New(stateDir), tunnels: sshx.NewPool(f.Runner, sshx.SessionOptions{})}
+	so := sshx.SessionOptions{}
+	if persist && cfg.SSH.Persist > 0 {
+		so.Persist, so.MasterDir = cfg.SSH.Persist, filepath.Join(stateDir, "ssh", "masters")
+	}
+	lc := &leaseCtx{f: f, cfg: cfg, claims: claims.New(stateDir), tunnels: sshx.NewPool(f.Runner, so)}
 	lc.owner = &owner.Checker{StateDir: stateDir, Claims: lc.claims, Now: f.Now,
 		Warn: func(msg string) { fmt.Fprintf(f.IO.ErrOut, "warning: %s\n", msg) }}
 	if cfg.Provider == "" {

@@ -55,7 +55,7 @@ EXIT STATUS
 					return err
 				}
 			}
-			lc, err := f.openLeaseOpt(cmd, providerFromLease, id)
+			lc, err := f.openLeaseWith(cmd, providerFromLease, id, false)
 			if err != nil {
 				return err
 			}

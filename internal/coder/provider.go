@@ -13,6 +13,7 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/claims"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/lease"
+	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
 // ProviderName is the canonical provider name recorded in claims.
@@ -58,6 +59,10 @@ type Provider struct {
 	ConfigDir string // crabbox's config dir (per-workspace known_hosts live under it)
 	Now       func() time.Time
 	Events    func(Event)
+	// Tunnels, when set, is the process's ssh pool: Resolve uses a live
+	// persistent master from it (fastpath.go), and release, cleanup and
+	// --reclaim end a lease's persistent master first.
+	Tunnels *sshx.Pool
 }
 
 func (p *Provider) now() time.Time {
@@ -390,18 +395,28 @@ func (p *Provider) buildLease(w *Workspace, c *claims.Claim) (*Lease, error) {
 		l.IdleTimeout = time.Duration(c.IdleTimeoutSeconds) * time.Second
 	}
 	if l.Ref != "" {
-		kh := KnownHostsFile(p.ConfigDir, l.Ref, l.WorkspaceID)
-		l.Target = lease.Target{
-			User:           SSHUser,
-			Host:           HostAlias(l.Ref),
-			Port:           SSHPort,
-			ProxyCommand:   ProxyCommand(p.Settings.CLI, p.Settings.Wait, l.Ref),
-			KnownHostsFile: kh,
-			ReadyCheck:     ReadyCheck,
-			WorkRoot:       p.Settings.WorkRoot,
-		}
+		l.Target = p.sshTarget(l.Ref, l.WorkspaceID)
 	}
 	return l, nil
+}
+
+// sshTarget is the ssh target of workspace ref (ID id). Its ControlKey,
+// for a persistent control master, is the workspace ID: a workspace
+// recreated under the same name never shares the old one's master.
+func (p *Provider) sshTarget(ref, id string) lease.Target {
+	t := lease.Target{
+		User:           SSHUser,
+		Host:           HostAlias(ref),
+		Port:           SSHPort,
+		ProxyCommand:   ProxyCommand(p.Settings.CLI, p.Settings.Wait, ref),
+		KnownHostsFile: KnownHostsFile(p.ConfigDir, ref, id),
+		ReadyCheck:     ReadyCheck,
+		WorkRoot:       p.Settings.WorkRoot,
+	}
+	if id != "" {
+		t.ControlKey = ProviderName + ":" + id
+	}
+	return t
 }
 
 // leaseForRow is buildLease for a listed row, with crabbox's released

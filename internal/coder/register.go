@@ -83,6 +83,7 @@ func New(d provider.Deps) (provider.Provider, error) {
 		ConfigDir: d.ConfigDir,
 		Now:       d.Now,
 		Events:    d.Events,
+		Tunnels:   d.Tunnels,
 	}, nil
 }
 

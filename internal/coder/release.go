@@ -46,6 +46,7 @@ func (p *Provider) Release(ctx context.Context, l *Lease, req ReleaseRequest) (R
 			"refusing to release lease %s: it is claimed by repo %s, not %s; nothing was changed. To release it from here: %s",
 			l.ID, c.RepoRoot, req.RepoRoot, exitcode.Next("crabbox stop --reclaim "+l.ID))
 	}
+	p.closeMaster(l) // no persistent connection outlives its lease
 	switch {
 	case l.State == StateMissing:
 		res.Skipped = "workspace no longer exists"
@@ -90,6 +91,7 @@ func (p *Provider) Release(ctx context.Context, l *Lease, req ReleaseRequest) (R
 // releaseWorkspace runs `coder stop` or `coder delete` for l, announced by
 // EventReleasing and ended by EventDone.
 func (p *Provider) releaseWorkspace(ctx context.Context, l *Lease, action string) error {
+	p.closeMaster(l)
 	p.emit(Event{Kind: EventReleasing, Lease: l, Action: action})
 	var err error
 	if action == ActionDelete {
@@ -193,7 +195,7 @@ func (p *Provider) Cleanup(ctx context.Context, req CleanupRequest) ([]CleanupDe
 		}
 		var err error
 		if d.Action == ActionDelete || d.Action == ActionStop {
-			err = p.releaseWorkspace(ctx, &Lease{ID: d.LeaseID, Ref: d.Ref, Workspace: d.Workspace}, d.Action)
+			err = p.releaseWorkspace(ctx, &Lease{ID: d.LeaseID, Ref: d.Ref, Workspace: d.Workspace, WorkspaceID: d.WorkspaceID}, d.Action)
 		}
 		if err != nil && !IsNotFound(err) {
 			return out, err

@@ -19,6 +19,9 @@ func (p *Provider) Resolve(ctx context.Context, req ResolveRequest) (*Lease, err
 	if ident == "" {
 		return nil, exitcode.Errorf(exitcode.Usage, "coder resolve requires a lease id, slug, workspace, or owner/workspace")
 	}
+	if l, err := p.warm(ctx, ident, req); l != nil || err != nil {
+		return l, err
+	}
 	spec := p.speculate(ctx, ident, req)
 	defer spec.abandon()
 	var matched, cs []claims.Claim
@@ -77,25 +80,8 @@ func (p *Provider) speculate(ctx context.Context, ident string, req ResolveReque
 	if req.Mode != Prepare || req.Ready == nil {
 		return nil
 	}
-	list, _, err := p.Claims.List()
-	if err != nil {
-		return nil
-	}
-	var hit *claims.Claim
-	for i := range list {
-		c := &list[i]
-		if c.Provider != ProviderName || !p.claimMatchesIdent(*c, ident) {
-			continue
-		}
-		if hit != nil { // ambiguous: let the ordinary path explain
-			return nil
-		}
-		hit = c
-	}
-	if hit == nil || hit.WorkspaceID == "" || !strings.Contains(hit.CloudID, "/") || !strings.EqualFold(hit.Labels["state"], StateReady) {
-		return nil
-	}
-	if hit.RepoRoot != "" && req.RepoRoot != "" && !req.Reclaim && !sameDir(hit.RepoRoot, req.RepoRoot) {
+	hit := p.readyClaim(ident, req)
+	if hit == nil {
 		return nil
 	}
 	l, err := p.buildLease(nil, hit)
@@ -237,6 +223,7 @@ func (p *Provider) prepare(ctx context.Context, l *Lease, s *session, req Resolv
 		return nil, exitcode.Refusef("lease %s is claimed by repo %s; use --reclaim to claim it for %s", l.ID, l.Claim.RepoRoot, req.RepoRoot)
 	}
 	if !l.Ready {
+		p.closeMaster(l) // a stopped workspace's connection is dead
 		row, err := p.ensureStarted(ctx, l, s)
 		if err != nil {
 			return nil, err
@@ -255,6 +242,12 @@ func (p *Provider) prepare(ctx context.Context, l *Lease, s *session, req Resolv
 			return nil, err
 		}
 	}
+	return p.bindReady(l, req, s.who.URL)
+}
+
+// bindReady marks l ready and, for a run from a repo, claims it for that
+// repo (adopting an unclaimed workspace) and touches the claim.
+func (p *Provider) bindReady(l *Lease, req ResolveRequest, coderURL string) (*Lease, error) {
 	l.Ready, l.State, l.Labels["state"] = true, StateReady, StateReady
 	if req.RepoRoot == "" {
 		return l, nil
@@ -272,7 +265,7 @@ func (p *Provider) prepare(ctx context.Context, l *Lease, s *session, req Resolv
 		if c.Labels == nil {
 			c.Labels = map[string]string{}
 		}
-		c.Slug, c.Provider, c.CoderURL = l.Slug, ProviderName, s.who.URL
+		c.Slug, c.Provider, c.CoderURL = l.Slug, ProviderName, coderURL
 		c.CloudID, c.WorkspaceID, c.TargetOS = l.Ref, l.WorkspaceID, "linux"
 		c.Labels["coder_workspace"], c.Labels["coder_workspace_ref"] = l.Workspace, l.Ref
 		c.Labels["state"] = StateReady

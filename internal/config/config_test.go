@@ -79,7 +79,7 @@ func TestDefaults(t *testing.T) {
 		IdleTimeout: 30 * time.Minute, TTL: 90 * time.Minute,
 		Coder: CoderConfig{CLIPath: "coder", WorkspacePrefix: "crabbox-", WorkRoot: "/home/coder/crabbox",
 			Wait: "yes", Parameters: []string{}},
-		SSH: SSHConfig{Hosts: []SSHHost{}, WorkRoot: "/var/tmp/crabbox"},
+		SSH: SSHConfig{Hosts: []SSHHost{}, WorkRoot: "/var/tmp/crabbox", Persist: 90 * time.Second},
 		Sync: SyncConfig{Delete: true, GitSeed: true, Fingerprint: true, Timeout: 15 * time.Minute,
 			WarnFiles: 50000, WarnBytes: 5368709120, FailFiles: 150000, FailBytes: 21474836480, Exclude: []string{}},
 		Env:       EnvConfig{Allow: []string{"CI", "NODE_OPTIONS"}},

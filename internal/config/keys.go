@@ -33,6 +33,8 @@ const (
 	DefaultIdleTimeout     = 30 * time.Minute
 	DefaultTTL             = 90 * time.Minute
 	DefaultSyncTimeout     = 15 * time.Minute
+	DefaultSSHPersist      = 90 * time.Second
+	MaxSSHPersist          = 24 * time.Hour
 
 	// MaxWorkspacePrefixLen is the longest normalized coder.workspacePrefix
 	// accepted; Coder workspace names are at most 32 characters.
@@ -236,6 +238,14 @@ var keyTable = []*keyDef{
 			Usage:   "On release, also remove the lease's work dir (<workRoot>/<lease ID>) on the SSH host; the host itself is never touched.", NeedsTrust: true},
 		def: false,
 		set: func(c *Config, v any) { c.SSH.CleanWorkdir = boolean(v) },
+	},
+
+	{
+		KeySpec: KeySpec{Key: "ssh.persist", Env: "CRABBOX_SSH_PERSIST", Kind: KindDuration,
+			Default: "1m30s",
+			Usage:   "How long a lease's ssh connection stays open after a command, for the next one (0: one connection per crabbox process; at most 24h). An open connection counts as activity for Coder's autostop."},
+		def: DefaultSSHPersist, check: checkPersist,
+		set: func(c *Config, v any) { c.SSH.Persist = dur(v) },
 	},
 
 	// sync:

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
@@ -37,6 +38,9 @@ type SSHConfig struct {
 	// CleanWorkdir removes crabbox's work dir of a lease
 	// (<workRoot>/<leaseID>) when the lease is released.
 	CleanWorkdir bool
+	// Persist is how long a lease's ssh control master stays up after its
+	// last session, for the next crabbox process (0: one per process).
+	Persist time.Duration
 }
 
 // SSHHost is one configured host. Port is never 0 and Name never empty

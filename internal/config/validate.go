@@ -61,6 +61,14 @@ func checkPositiveDuration(v any) (any, error) {
 	return v, nil
 }
 
+// checkPersist accepts 0 (off) up to MaxSSHPersist.
+func checkPersist(v any) (any, error) {
+	if d := dur(v); d < 0 || d > MaxSSHPersist {
+		return nil, fmt.Errorf("must be between 0 and %s (got %s)", formatDuration(MaxSSHPersist), formatDuration(d))
+	}
+	return v, nil
+}
+
 // checkAbsPath cleans a path and requires it to be absolute.
 func checkAbsPath(v any) (any, error) {
 	s := strings.TrimSpace(str(v))

@@ -25,4 +25,9 @@ type Target struct {
 	// KnownHostsFile (StrictHostKeyChecking=yes); otherwise a first key is
 	// recorded there (accept-new) and a changed one is still refused.
 	StrictHostKeys bool
+	// ControlKey, when set, names the machine for a control master that
+	// outlives one crabbox process (sshx.SessionOptions.Persist): the
+	// provider and the machine's stable ID (Coder's workspace ID), never a
+	// name that could be reused for another machine.
+	ControlKey string
 }

@@ -403,7 +403,9 @@ func (r *run) sync(ctx context.Context, sess *sshx.Session, workdir string) erro
 		// transport is retried once over a fresh tunnel: the old master
 		// may be stalled rather than gone, so it is closed first.
 		r.notef("sync: %v; retrying once over a new tunnel", err)
-		if cerr := sess.Close(); cerr != nil {
+		// Shutdown, not Close: a persistent master (ssh.persist) must end
+		// too, or the retry would attach to the same stalled one.
+		if cerr := sess.Shutdown(); cerr != nil {
 			r.notef("warning: closing the old tunnel: %v", cerr)
 		}
 		res, err = syncer.Sync(ctx, r.d.Runner, sess, so, report)

@@ -24,7 +24,7 @@ func NewPool(r execx.Runner, o SessionOptions) *Pool {
 }
 
 func poolKey(t lease.Target) string {
-	return t.User + "\x00" + t.Host + "\x00" + t.KnownHostsFile + "\x00" + t.ProxyCommand + "\x00" + t.IdentityFile
+	return t.User + "\x00" + t.Host + "\x00" + t.KnownHostsFile + "\x00" + t.ProxyCommand + "\x00" + t.IdentityFile + "\x00" + t.ControlKey
 }
 
 // Get returns the pool's session for t, creating it (and t's known_hosts
@@ -44,7 +44,22 @@ func (p *Pool) Get(t lease.Target) (*Session, error) {
 	return s, nil
 }
 
-// Close ends every session the pool started and forgets them.
+// Persistent reports whether the pool's sessions keep persistent masters
+// (SessionOptions.Persist and MasterDir set).
+func (p *Pool) Persistent() bool { return p.opts.Persist > 0 && p.opts.MasterDir != "" }
+
+// Shutdown ends t's control master, a persistent one included (see
+// Session.Shutdown), whether or not this process used it.
+func (p *Pool) Shutdown(t lease.Target) error {
+	s, err := p.Get(t)
+	if err != nil {
+		return err
+	}
+	return s.Shutdown()
+}
+
+// Close ends every session the pool started (a persistent master is only
+// let go: it ends by itself after SessionOptions.Persist) and forgets them.
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

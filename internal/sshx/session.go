@@ -14,6 +14,7 @@ import (
 
 	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/fsx"
 	"github.com/crabbox-dev/crabbox/internal/lease"
 )
 
@@ -60,6 +61,15 @@ type SessionOptions struct {
 	// -F none. ssh keeps the first value of an option, so they cannot
 	// override BaseArgs.
 	ExtraArgs []string
+	// Persist, when positive, keeps the control master of a target with a
+	// ControlKey up for this long after its last session
+	// (ControlPersist=<seconds>), so the next crabbox process for the same
+	// machine uses it instead of opening a tunnel (see persist.go). Close
+	// then lets the master go instead of ending it; Shutdown ends it.
+	Persist time.Duration
+	// MasterDir is where persistent masters live (<state>/ssh/masters);
+	// persistence is off without it.
+	MasterDir string
 }
 
 // Session is one OpenSSH control master over one ProxyCommand, shared by
@@ -78,6 +88,9 @@ type Session struct {
 	// retryDelay is the pause between ready checks (tests shorten it).
 	retryDelay time.Duration
 
+	persist   time.Duration // > 0: a persistent master (persist.go)
+	masterDir string
+
 	mu       sync.Mutex
 	dir      string // private socket dir ("" before the first Open)
 	sock     string // control socket path
@@ -91,6 +104,9 @@ type Session struct {
 func NewSession(r execx.Runner, t lease.Target, o SessionOptions) *Session {
 	s := &Session{r: r, t: t, ssh: o.SSH, tmp: o.TempDir, log: o.Log,
 		extra: append([]string(nil), o.ExtraArgs...), retryDelay: readyRetryDelay}
+	if o.Persist > 0 && o.MasterDir != "" && t.ControlKey != "" {
+		s.persist, s.masterDir = o.Persist, o.MasterDir
+	}
 	if s.ssh == "" {
 		s.ssh = "ssh"
 	}
@@ -132,14 +148,38 @@ func (s *Session) openLocked(ctx context.Context) error {
 		return err
 	}
 	if s.dir == "" {
-		dir, err := makeSocketDir(s.tmp)
-		if err != nil {
-			return err
+		if s.persistent() {
+			if err := s.persistentPathsLocked(); err != nil {
+				return err
+			}
+		} else {
+			dir, err := makeSocketDir(s.tmp)
+			if err != nil {
+				return err
+			}
+			s.dir, s.sock = dir, filepath.Join(dir, "m")
 		}
-		s.dir, s.sock = dir, filepath.Join(dir, "m")
+	}
+	persistFor := masterPersist
+	logFlags := os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	if s.persistent() {
+		// One master per machine across processes: the lock keeps two
+		// processes from starting two (the second would find the socket
+		// taken and keep a plain connection open forever).
+		unlock, err := fsx.LockContext(ctx, filepath.Join(s.dir, "lock"), nil)
+		if err != nil {
+			return fmt.Errorf("ssh master lock: %w", err)
+		}
+		defer unlock()
+		if s.attachLocked(ctx) {
+			return nil
+		}
+		persistFor = persistSeconds(s.persist)
+		logFlags |= os.O_TRUNC // a new master: the old one's log is done
+		s.logDone = 0
 	}
 	_ = os.Remove(s.sock) // a stale socket would make ssh refuse to listen
-	logf, err := os.OpenFile(s.logPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := os.OpenFile(s.logPath(), logFlags, 0o600)
 	if err != nil {
 		return fmt.Errorf("ssh master log: %w", err)
 	}
@@ -150,7 +190,7 @@ func (s *Session) openLocked(ctx context.Context) error {
 	}
 	args := []string{"-f", "-N",
 		"-o", "ControlMaster=yes",
-		"-o", "ControlPersist=" + masterPersist,
+		"-o", "ControlPersist=" + persistFor,
 		"-o", "ControlPath=" + configPath(s.sock)}
 	// The master owns the connection every session and rsync shares: it
 	// probes faster than BaseArgs' 15 s x 2 so a stalled tunnel ends
@@ -189,6 +229,9 @@ func (s *Session) openLocked(ctx context.Context) error {
 		return transportError(s.t, detail, diag)
 	}
 	s.open, s.sockSeen = true, exists(s.sock)
+	if s.persistent() {
+		s.writeRecord()
+	}
 	return nil
 }
 
@@ -325,6 +368,13 @@ func (s *Session) WaitReady(ctx context.Context, timeout time.Duration, progress
 			errb.max = tailBytes
 			var code int
 			code, err = s.Run(wctx, check, nil, nil, &errb)
+			if err != nil && s.persistent() && wctx.Err() == nil {
+				// A persistent master that no longer carries sessions
+				// (an earlier process's, its connection hung) would
+				// answer every retry the same way: end it, so the next
+				// attempt starts a new one.
+				_ = s.Shutdown()
+			}
 			if err == nil && code != 0 {
 				err = fmt.Errorf("ready check exited %d", code)
 				if d := execx.LastLines(errb.String()); d != "" {
@@ -376,6 +426,18 @@ func (s *Session) Close() error {
 	if s.dir == "" {
 		return nil
 	}
+	if s.persistent() {
+		// The master outlives this process by design: only stop using it.
+		s.flushLog()
+		s.dir, s.sock, s.open, s.sockSeen, s.logDone = "", "", false, false, 0
+		return nil
+	}
+	return s.exitLocked()
+}
+
+// exitLocked ends the master at s.sock and removes s.dir (a persistent
+// master's socket and record).
+func (s *Session) exitLocked() error {
 	var err error
 	if s.open || exists(s.sock) {
 		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
@@ -390,7 +452,10 @@ func (s *Session) Close() error {
 		}
 	}
 	s.flushLog()
-	if rerr := os.RemoveAll(s.dir); rerr != nil && err == nil {
+	if s.persistent() {
+		// The directory (its lock file) stays for the next master.
+		s.forgetLocked()
+	} else if rerr := os.RemoveAll(s.dir); rerr != nil && err == nil {
 		err = rerr
 	}
 	s.dir, s.sock, s.open, s.sockSeen, s.logDone = "", "", false, false, 0

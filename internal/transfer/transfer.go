@@ -44,9 +44,10 @@ type Options struct {
 	Retrying func(err error)
 }
 
-// closer is a Remote whose tunnel can be closed, so the next use opens a
-// new one (*sshx.Session).
-type closer interface{ Close() error }
+// closer is a Remote whose tunnel can be ended, so the next use opens a
+// new one (*sshx.Session: Shutdown ends a persistent master too, where
+// Close would only let it go).
+type closer interface{ Shutdown() error }
 
 // kind is what a path is.
 type kind byte
@@ -89,7 +90,7 @@ func Copy(ctx context.Context, r execx.Runner, remote Remote, p Plan, o Options)
 	if o.Retrying != nil {
 		o.Retrying(err)
 	}
-	_ = c.Close()
+	_ = c.Shutdown()
 	return copyOnce(ctx, r, remote, p, o)
 }
 

@@ -365,16 +365,16 @@ func TestRsyncError(t *testing.T) {
 }
 
 // droppingRemote's first rsync loses its connection (ssh exits 255) until
-// Close, as a stalled tunnel does; Close makes the next one work.
+// Shutdown, as a stalled tunnel does; Shutdown makes the next one work.
 type droppingRemote struct {
 	*localRemote
 	flag   string
 	closed int
-	// forever keeps dropping after Close (a tunnel that cannot come back).
+	// forever keeps dropping after Shutdown (a tunnel that cannot come back).
 	forever bool
 }
 
-func (d *droppingRemote) Close() error {
+func (d *droppingRemote) Shutdown() error {
 	d.closed++
 	if d.forever {
 		return nil
@@ -406,7 +406,7 @@ func TestCopyRetriesALostTransportOnce(t *testing.T) {
 		t.Fatalf("copy after one lost transport: %v", err)
 	}
 	if len(retried) != 1 || exitcode.Code(retried[0]) != exitcode.Transport || rem.closed != 1 {
-		t.Fatalf("retries %v, closed %d; want one transport retry after one Close", retried, rem.closed)
+		t.Fatalf("retries %v, closed %d; want one transport retry after one Shutdown", retried, rem.closed)
 	}
 	if b, err := os.ReadFile(filepath.Join(wd, "f.txt")); err != nil || string(b) != "payload" {
 		t.Errorf("copied file %q, %v", b, err)

@@ -1,0 +1,168 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// masterPIDs are the persistent ssh control masters (ssh -f -N ...
+// ControlPersist=N) whose command line names workspace.
+func masterPIDs(workspace string) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		argv := bytes.Split(bytes.TrimSuffix(b, []byte{0}), []byte{0})
+		if len(argv) > 2 && string(argv[0]) == "ssh" && string(argv[1]) == "-f" &&
+			bytes.Contains(b, []byte("ControlPersist=")) && bytes.Contains(b, []byte(workspace)) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// setPersist appends ssh.persist to the world's user config.
+func (w *world) setPersist(v string) {
+	w.t.Helper()
+	p := filepath.Join(w.home, ".config", "crabbox", "config.yaml")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, append(b, []byte("ssh:\n  persist: "+v+"\n")...), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// Issue 13 item 1: one persistent control master serves consecutive
+// `run --id` processes (one `coder ssh --stdio` for all of them, no
+// `coder list`), survives crabbox exiting, and `stop` ends it.
+func TestPersistentTunnelReusedAcrossRuns(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	f := newFaults(t) // no rules: a counting coder wrapper
+	l := w.warmup("--coder-cli", f.wrapper, "--slug", "e2e-persist")
+	proxies, lists := f.count("ssh", ""), f.count("list", "")
+	if proxies != 1 {
+		t.Fatalf("warmup opened %d coder ssh proxies, want 1: %v", proxies, f.calls())
+	}
+	masters := masterPIDs(l.workspace)
+	if len(masters) != 1 {
+		t.Fatalf("masters after warmup (crabbox exited) = %v, want 1", masters)
+	}
+	for i := 0; i < 3; i++ {
+		r := w.must("run", "--coder-cli", f.wrapper, "--id", l.id, "--", "echo", "warm-"+strconv.Itoa(i))
+		if !strings.Contains(r.stdout, "warm-"+strconv.Itoa(i)) {
+			t.Fatalf("run %d stdout %q", i, r.stdout)
+		}
+	}
+	if n := f.count("ssh", "") - proxies; n != 0 {
+		t.Errorf("3 warm runs opened %d more coder ssh proxies, want 0 (one for all): %v", n, f.calls())
+	}
+	if n := f.count("list", "") - lists; n != 0 {
+		t.Errorf("3 warm runs ran coder list %d times, want 0: %v", n, f.calls())
+	}
+	if got := masterPIDs(l.workspace); len(got) != 1 || got[0] != masters[0] {
+		t.Errorf("masters after the runs = %v, want the warmup's %v", got, masters)
+	}
+	w.must("stop", "--coder-cli", f.wrapper, l.id)
+	w.assertReleased(l.id, l.workspace)
+	if got := masterPIDs(l.workspace); len(got) != 0 {
+		t.Errorf("masters after stop = %v, want none", got)
+	}
+}
+
+// An idle persistent master ends by itself within ssh.persist + 5 s.
+func TestPersistentTunnelIdleExpiry(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.setPersist("5s")
+	l := w.warmup("--slug", "e2e-persist-idle")
+	w.must("run", "--id", l.id, "--", "true")
+	end := time.Now()
+	if got := masterPIDs(l.workspace); len(got) != 1 {
+		t.Fatalf("masters right after the run = %v, want 1", got)
+	}
+	for len(masterPIDs(l.workspace)) != 0 {
+		if time.Since(end) > 10*time.Second {
+			t.Fatalf("master still up %s after its last session (ssh.persist 5s)", time.Since(end).Round(time.Second))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("idle master ended %s after the run", time.Since(end).Round(100*time.Millisecond))
+	// The next run finds the dead socket and takes the ordinary path.
+	w.must("run", "--id", l.id, "--", "true")
+	w.must("stop", l.id)
+}
+
+// ssh.persist 0 restores one tunnel per process: nothing outlives crabbox.
+func TestPersistentTunnelOff(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.setPersist("0s")
+	l := w.warmup("--slug", "e2e-persist-off")
+	w.must("run", "--id", l.id, "--", "true")
+	// `ssh -O exit` returns when the master has its request; it exits
+	// right after.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(masterPIDs(l.workspace)) != 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := masterPIDs(l.workspace); len(got) != 0 {
+		t.Errorf("masters with ssh.persist 0 = %v, want none", got)
+	}
+	w.must("stop", l.id)
+}
+
+// TestPersistentTunnelMeasure (only with CRABBOX_E2E_MEASURE=1): warm
+// no-change `run --id L -- true` with a live persistent master (A) vs
+// ssh.persist 0 (B: coder list + a fresh proxied tunnel), interleaved.
+func TestPersistentTunnelMeasure(t *testing.T) {
+	if os.Getenv("CRABBOX_E2E_MEASURE") != "1" {
+		t.Skip("set CRABBOX_E2E_MEASURE=1")
+	}
+	w := newWorld(t)
+	l := w.warmup("--slug", "e2e-persist-bench")
+	w.must("run", "--id", l.id, "--", "true") // first sync
+	var a, b []time.Duration
+	timed := func(env []string) time.Duration {
+		start := time.Now()
+		r := w.crabboxEnv(env, "run", "--id", l.id, "--", "true")
+		d := time.Since(start)
+		if r.code != 0 {
+			t.Fatalf("exit %d", r.code)
+		}
+		return d
+	}
+	for i := 0; i < 9; i++ {
+		b = append(b, timed([]string{"CRABBOX_SSH_PERSIST=0"}))
+		a = append(a, timed(nil))
+	}
+	stat := func(ds []time.Duration) string {
+		s := append([]time.Duration(nil), ds...)
+		for i := range s {
+			for j := i + 1; j < len(s); j++ {
+				if s[j] < s[i] {
+					s[i], s[j] = s[j], s[i]
+				}
+			}
+		}
+		return "median " + s[len(s)/2].Round(time.Millisecond).String() + " (min " + s[0].Round(time.Millisecond).String() + ", max " + s[len(s)-1].Round(time.Millisecond).String() + ")"
+	}
+	t.Logf("MEASURE live master: %s; ssh.persist 0: %s; n=%d each", stat(a), stat(b), len(a))
+	w.must("stop", l.id)
+}

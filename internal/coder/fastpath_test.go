@@ -1,0 +1,305 @@
+package coder
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crabbox-dev/crabbox/internal/execx"
+	"github.com/crabbox-dev/crabbox/internal/sshx"
+)
+
+// The warm fast path (fastpath.go) over a fake `coder` and a fake `ssh`:
+// the fake master "starts" by creating its control socket file and "exits"
+// by removing it.
+
+// machineDirs are the directories consecutive crabbox processes on one
+// machine share.
+type machineDirs struct{ master, config, tmp string }
+
+func newMachine(t *testing.T) machineDirs {
+	t.Helper()
+	tmp, err := os.MkdirTemp("/tmp", "cbx") // short: a fallback socket dir goes here
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	return machineDirs{master: t.TempDir(), config: t.TempDir(), tmp: tmp}
+}
+
+// warmHarness is newHarness with a persistent ssh pool over the same fake,
+// a fresh whoami cache naming alice, and scripted ssh replies.
+// pre are replies that come before these defaults (execx.Fake queues
+// replies per argv prefix), each given as {Stdout: prefix, reply fields}.
+func warmHarness(t *testing.T, m machineDirs, pre ...execx.Reply) *harness {
+	t.Helper()
+	h := newHarness(t, nil)
+	for _, r := range pre {
+		h.fake.On(r.Stdout, execx.Reply{ExitCode: r.ExitCode, Stderr: r.Stderr})
+	}
+	h.p.ConfigDir = m.config
+	h.p.Tunnels = sshx.NewPool(h, sshx.SessionOptions{Persist: 90 * time.Second, MasterDir: m.master, TempDir: m.tmp})
+	h.p.Client.Cache = &WhoAmICache{Path: filepath.Join(t.TempDir(), "whoami.json"), Key: "k", TTL: time.Hour,
+		Now: func() time.Time { return testNow }}
+	h.p.Client.Cache.Store(WhoAmI{URL: coderURL, Username: "alice", UserID: "u1"})
+	h.fake.On("ssh -f -N", execx.Reply{Do: func(c execx.Call) { touch(t, controlPath(c)) }})
+	h.fake.On("ssh -O exit", execx.Reply{Do: func(c execx.Call) { os.Remove(controlPath(c)) }})
+	h.fake.On("ssh -O check", execx.Reply{Stderr: "Master running (pid=1)"})
+	h.fake.On("ssh -o ServerAliveInterval=5", execx.Reply{}) // sessions through the master
+	return h
+}
+
+func controlPath(c execx.Call) string {
+	for _, a := range c.Args {
+		if p, ok := strings.CutPrefix(a, "ControlPath="); ok {
+			return p
+		}
+	}
+	return ""
+}
+
+func touch(t *testing.T, p string) {
+	t.Helper()
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Error(err)
+	}
+}
+
+// openReady is a Ready hook that opens the lease's (persistent) session.
+func openReady(h *harness) ReadyFunc {
+	return func(ctx context.Context, l *Lease) error {
+		s, err := h.p.Tunnels.Get(l.Target)
+		if err != nil {
+			return err
+		}
+		return s.Open(ctx)
+	}
+}
+
+func prepareReq(h *harness) ResolveRequest {
+	return ResolveRequest{Ident: blueID, Mode: Prepare, RepoRoot: "/src/app", Ready: openReady(h), Open: openReady(h)}
+}
+
+// calls of one program, in order.
+func callsOf(h *harness, prog string) []string {
+	var out []string
+	for _, a := range h.argvs() {
+		if strings.HasPrefix(a, prog+" ") {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func hasCall(calls []string, prefix string) bool {
+	for _, c := range calls {
+		if strings.HasPrefix(c, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// warmUp runs one ordinary Resolve that starts the persistent master and
+// lets the process's pool go, as a finished crabbox run does.
+func warmUp(t *testing.T, masterDir machineDirs) {
+	t.Helper()
+	h := warmHarness(t, masterDir)
+	h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1"))
+	h.whoami().list(readyRow("alice", blueName, "ws1"))
+	if _, err := h.p.Resolve(context.Background(), prepareReq(h)); err != nil {
+		t.Fatal(err)
+	}
+	if c := callsOf(h, "coder"); len(c) == 0 {
+		t.Fatal("the first run called no coder: the control is broken")
+	}
+	if !hasCall(callsOf(h, "ssh"), "ssh -f -N") {
+		t.Fatalf("the first run started no master: %q", h.argvs())
+	}
+	if err := h.p.Tunnels.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if hasCall(callsOf(h, "ssh"), "ssh -O exit") {
+		t.Fatal("Close ended the persistent master")
+	}
+}
+
+func TestWarmResolveUsesLiveMasterWithoutCoder(t *testing.T) {
+	masterDir := newMachine(t)
+	warmUp(t, masterDir)
+
+	h := warmHarness(t, masterDir) // the next process
+	h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1", "state", StateReady))
+	l, err := h.p.Resolve(context.Background(), prepareReq(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := callsOf(h, "coder"); len(c) != 0 {
+		t.Fatalf("a warm run with a live master called coder: %q", c)
+	}
+	ssh := callsOf(h, "ssh")
+	if len(ssh) != 2 || !strings.HasPrefix(ssh[0], "ssh -O check") || !strings.HasSuffix(ssh[1], "-- "+ReadyCheck) {
+		t.Fatalf("ssh calls = %q; want -O check, then the ready check through the master", ssh)
+	}
+	if !l.Ready || l.WorkspaceID != "ws1" || l.Ref != blueRef || l.Target.ControlKey != "coder:ws1" {
+		t.Fatalf("lease %+v", l)
+	}
+	if got := h.getClaim(blueID).Labels["last_touched_at"]; got != unixLabel(testNow) {
+		t.Errorf("claim not touched: last_touched_at=%q", got)
+	}
+	// The session is open over the same master: a command does not start one.
+	s, _ := h.p.Tunnels.Get(l.Target)
+	if _, err := s.Run(context.Background(), "true", nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if hasCall(callsOf(h, "ssh"), "ssh -f -N") {
+		t.Error("a new master was started although one was live")
+	}
+}
+
+func TestWarmResolveFallsBackWhenMasterIsDead(t *testing.T) {
+	masterDir := newMachine(t)
+	warmUp(t, masterDir)
+
+	h := warmHarness(t, masterDir, execx.Reply{Stdout: "ssh -O check", ExitCode: 255, Stderr: "Control socket connect: Connection refused"})
+	h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1", "state", StateReady))
+	h.whoami().list(readyRow("alice", blueName, "ws1"))
+	l, err := h.p.Resolve(context.Background(), prepareReq(h))
+	if err != nil {
+		t.Fatalf("a dead master must fall back without an error: %v", err)
+	}
+	if !l.Ready {
+		t.Fatalf("lease %+v", l)
+	}
+	if c := callsOf(h, "coder"); len(c) == 0 {
+		t.Fatal("no coder call: the dead master was trusted")
+	}
+	ssh := callsOf(h, "ssh")
+	if !strings.HasPrefix(ssh[0], "ssh -O check") || !hasCall(ssh, "ssh -f -N") {
+		t.Fatalf("ssh calls = %q; want the failed check, then a new master", ssh)
+	}
+	for _, c := range ssh {
+		if strings.HasSuffix(c, "-- "+ReadyCheck) && strings.Index(strings.Join(ssh, "\n"), c) < strings.Index(strings.Join(ssh, "\n"), "ssh -f -N") {
+			t.Errorf("a session went through the dead master: %q", ssh)
+		}
+	}
+}
+
+func TestWarmResolveEndsMasterThatFailsTheReadyCheck(t *testing.T) {
+	masterDir := newMachine(t)
+	warmUp(t, masterDir)
+
+	h := warmHarness(t, masterDir, execx.Reply{Stdout: "ssh -o ServerAliveInterval=5", ExitCode: 255, Stderr: "broken pipe"})
+	h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1", "state", StateReady))
+	h.whoami().list(readyRow("alice", blueName, "ws1"))
+	if _, err := h.p.Resolve(context.Background(), prepareReq(h)); err != nil {
+		t.Fatalf("fallback: %v", err)
+	}
+	ssh := callsOf(h, "ssh")
+	if len(ssh) < 3 || !strings.HasPrefix(ssh[0], "ssh -O check") || !strings.HasPrefix(ssh[2], "ssh -O exit") {
+		t.Fatalf("ssh calls = %q; want check, failed ready check, -O exit", ssh)
+	}
+	if len(callsOf(h, "coder")) == 0 {
+		t.Fatal("no ordinary path after the failed check")
+	}
+}
+
+func TestWarmResolveNeverUsesAnotherWorkspacesMaster(t *testing.T) {
+	masterDir := newMachine(t)
+	warmUp(t, masterDir) // a master for ws1
+
+	// The workspace was deleted and recreated under the same name: the
+	// claim now records ws2.
+	h := warmHarness(t, masterDir)
+	h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws2", "state", StateReady))
+	h.whoami().list(readyRow("alice", blueName, "ws2"))
+	if _, err := h.p.Resolve(context.Background(), prepareReq(h)); err != nil {
+		t.Fatal(err)
+	}
+	if len(callsOf(h, "coder")) == 0 {
+		t.Fatal("ws2 used without a listing")
+	}
+	if hasCall(callsOf(h, "ssh"), "ssh -O check") {
+		t.Errorf("ws1's master was consulted for ws2: %q", callsOf(h, "ssh"))
+	}
+	if !hasCall(callsOf(h, "ssh"), "ssh -f -N") {
+		t.Errorf("no new master for ws2: %q", callsOf(h, "ssh"))
+	}
+}
+
+func TestWarmResolveNeedsPersistAndCachedWhoami(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(h *harness)
+	}{
+		{"persist 0", func(h *harness) { h.p.Tunnels = sshx.NewPool(h, sshx.SessionOptions{}) }},
+		{"no whoami cache", func(h *harness) { os.Remove(h.p.Client.Cache.Path) }},
+		{"claim not ready", func(h *harness) {
+			h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1", "state", StateStopped))
+		}},
+		{"reclaim", func(h *harness) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			masterDir := newMachine(t)
+			warmUp(t, masterDir)
+			h := warmHarness(t, masterDir)
+			h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1", "state", StateReady))
+			h.whoami().list(readyRow("alice", blueName, "ws1"))
+			tc.mod(h)
+			req := prepareReq(h)
+			req.Reclaim = tc.name == "reclaim"
+			if _, err := h.p.Resolve(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+			if len(callsOf(h, "coder")) == 0 {
+				t.Fatalf("fast path taken: %q", h.argvs())
+			}
+			if tc.name == "reclaim" && hasCall(callsOf(h, "ssh"), "ssh -O exit") {
+				// Another run on this machine may be using it.
+				t.Errorf("--reclaim ended the shared master: %q", callsOf(h, "ssh"))
+			}
+		})
+	}
+}
+
+func TestReleaseEndsPersistentMasterBeforeStop(t *testing.T) {
+	masterDir := newMachine(t)
+	warmUp(t, masterDir)
+
+	h := warmHarness(t, masterDir)
+	h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1", "state", StateReady))
+	h.whoami().list(readyRow("alice", blueName, "ws1"))
+	h.fake.On("coder stop", execx.Reply{})
+	l, err := h.p.Resolve(context.Background(), ResolveRequest{Ident: blueID, Mode: ReleaseOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.p.Release(context.Background(), l, ReleaseRequest{RepoRoot: "/src/app"}); err != nil {
+		t.Fatal(err)
+	}
+	var exitAt, stopAt = -1, -1
+	for i, a := range h.argvs() {
+		switch {
+		case strings.HasPrefix(a, "ssh -O exit") && exitAt < 0:
+			exitAt = i
+		case strings.HasPrefix(a, "coder stop"):
+			stopAt = i
+		}
+	}
+	if exitAt < 0 || stopAt < 0 || exitAt > stopAt {
+		t.Fatalf("calls = %q; want ssh -O exit before coder stop", h.argvs())
+	}
+	// The socket is gone: a later run cannot find it.
+	h2 := warmHarness(t, masterDir)
+	h2.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1", "state", StateReady))
+	h2.whoami().list(readyRow("alice", blueName, "ws1"))
+	if _, err := h2.p.Resolve(context.Background(), prepareReq(h2)); err != nil {
+		t.Fatal(err)
+	}
+	if hasCall(callsOf(h2, "ssh"), "ssh -O check") {
+		t.Errorf("a stopped lease's socket was left behind: %q", callsOf(h2, "ssh"))
+	}
+}
