@@ -17,7 +17,7 @@ const warmCheckTimeout = 10 * time.Second
 // a Prepare from the repo it is bound to (or with --reclaim); nil when
 // there is none or the match is ambiguous.
 func (p *Provider) readyClaim(ident string, req ResolveRequest) *claims.Claim {
-	if req.Mode != Prepare {
+	if req.Mode != Prepare || req.Confirm {
 		return nil
 	}
 	list, _, err := p.Claims.List()
@@ -94,7 +94,11 @@ func (p *Provider) warm(ctx context.Context, ident string, req ResolveRequest) (
 		_ = s.Shutdown()
 		return nil, nil
 	}
-	return p.bindReady(l, req, hit.CoderURL)
+	l, err = p.bindReady(l, req, hit.CoderURL)
+	if l != nil {
+		l.Unconfirmed = true
+	}
+	return l, err
 }
 
 // closeMaster ends l's persistent control master, if this process may

@@ -47,8 +47,14 @@ type Lease struct {
 	// none): the lease was released and the machine is still crabbox's.
 	Released *claims.Released
 	// Owned is true when the machine carries crabbox ownership evidence.
-	Owned  bool
-	Target lease.Target
+	Owned bool
+	// Unconfirmed is true when the lease was resolved from a live
+	// persistent connection alone, without asking the provider's
+	// inventory (Coder's fast path). A transport failure right after such
+	// a resolve means the machine may be stopping behind crabbox's back:
+	// the run resolves it again with ResolveRequest.Confirm.
+	Unconfirmed bool
+	Target      lease.Target
 	// CreatedAt, LastTouchedAt and ExpiresAt come from the claim (zero when
 	// unknown).
 	CreatedAt, LastTouchedAt, ExpiresAt time.Time
@@ -103,6 +109,9 @@ type ResolveRequest struct {
 	// Open, when set, is used instead of Ready for a lease the provider
 	// believes ready (open the tunnel without a separate ready check).
 	Open ReadyFunc
+	// Confirm asks the provider's inventory even when a live persistent
+	// connection could answer alone (no fast path).
+	Confirm bool
 }
 
 // Release actions.

@@ -199,9 +199,7 @@ func (r *run) execute(ctx context.Context) (int, error) {
 			Reuse: !s.FreshWorkspace,
 		})
 	} else {
-		r.lease, err = d.Provider.Resolve(ctx, provider.ResolveRequest{
-			Ident: s.Ident, Mode: provider.Prepare, RepoRoot: s.RepoRoot, Reclaim: s.Reclaim, Ready: d.Ready, Open: d.Open,
-		})
+		r.lease, err = r.resolve(ctx, false)
 	}
 	d.EndProgress(err)
 	r.timing["leaseMs"] = d.Now().Sub(leaseStart).Milliseconds()
@@ -231,9 +229,19 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	// (A provider that keeps the record itself did so when it made the
 	// lease ready.)
 	if !provider.KeepsOwnerRecord(d.Provider) {
-		if err := d.Owner.Claim(ctx, sess, l, s.Reclaim, func(ident string) string {
-			return "crabbox run --reclaim --id " + ident + " -- …"
-		}); err != nil {
+		claim := func() error {
+			return d.Owner.Claim(ctx, sess, l, s.Reclaim, func(ident string) string {
+				return "crabbox run --reclaim --id " + ident + " -- …"
+			})
+		}
+		err := claim()
+		if err != nil && r.mayReconfirm(ctx, err) {
+			if sess, err = r.reconfirm(ctx, sess, err); err == nil {
+				l = r.lease
+				err = claim()
+			}
+		}
+		if err != nil {
 			if l.Adopted {
 				r.lease = nil // its claim is gone again: no "kept" hint
 			}
@@ -260,9 +268,10 @@ func (r *run) execute(ctx context.Context) (int, error) {
 
 	if !s.NoSync {
 		r.step = StepSync
-		if err := r.sync(ctx, sess, workdir); err != nil {
+		if sess, err = r.sync(ctx, sess, workdir); err != nil {
 			return -1, err
 		}
+		l = r.lease
 	}
 	if s.Preflight {
 		r.preflight(ctx, sess, workdir)
@@ -383,9 +392,46 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	return code, nil
 }
 
+// resolve resolves the --id lease; confirm skips a provider's fast path.
+func (r *run) resolve(ctx context.Context, confirm bool) (*provider.Lease, error) {
+	d, s := r.d, r.s
+	return d.Provider.Resolve(ctx, provider.ResolveRequest{
+		Ident: s.Ident, Mode: provider.Prepare, RepoRoot: s.RepoRoot, Reclaim: s.Reclaim, Ready: d.Ready, Open: d.Open,
+		Confirm: confirm,
+	})
+}
+
+// mayReconfirm reports whether err, a transport failure right after the
+// lease was resolved from a live persistent connection alone, calls for
+// resolving it again through the provider (reconfirm).
+func (r *run) mayReconfirm(ctx context.Context, err error) bool {
+	return r.lease != nil && r.lease.Unconfirmed && ctx.Err() == nil && exitcode.Code(err) == exitcode.Transport
+}
+
+// reconfirm is the fall-back of a fast-path resolve: the persistent
+// connection answered the ready check, then failed, so the machine may be
+// stopping behind crabbox's back. The connection is ended and the lease
+// resolved again through the provider's inventory (Coder's listing waits
+// for a stop in progress and starts the workspace), as a run without the
+// fast path would have; the returned session is the new lease's.
+func (r *run) reconfirm(ctx context.Context, sess *sshx.Session, cause error) (*sshx.Session, error) {
+	r.notef("the persistent connection to %s failed (%v); checking with %s", r.lease.Ref, execx.FirstLine(cause.Error()), r.d.Provider.Name())
+	if err := sess.Shutdown(); err != nil {
+		r.notef("warning: closing the old tunnel: %v", err)
+	}
+	l, err := r.resolve(ctx, true)
+	r.d.EndProgress(err)
+	if err != nil {
+		return nil, err
+	}
+	r.lease = l
+	return r.d.Tunnels.Get(l.Target)
+}
+
 // sync sends the tree, retrying once over a new tunnel when the transport
-// failed.
-func (r *run) sync(ctx context.Context, sess *sshx.Session, workdir string) error {
+// failed (after a fast-path resolve, over the lease resolved again); the
+// session returned is the one the run goes on with.
+func (r *run) sync(ctx context.Context, sess *sshx.Session, workdir string) (*sshx.Session, error) {
 	so := r.s.Sync
 	so.RepoRoot, so.Workdir = r.s.RepoRoot, workdir
 	if so.PrepareHook == "" {
@@ -402,11 +448,18 @@ func (r *run) sync(ctx context.Context, sess *sshx.Session, workdir string) erro
 		// dropped before anything changes), so a sync that lost its
 		// transport is retried once over a fresh tunnel: the old master
 		// may be stalled rather than gone, so it is closed first.
-		r.notef("sync: %v; retrying once over a new tunnel", err)
-		// Shutdown, not Close: a persistent master (ssh.persist) must end
-		// too, or the retry would attach to the same stalled one.
-		if cerr := sess.Shutdown(); cerr != nil {
-			r.notef("warning: closing the old tunnel: %v", cerr)
+		if r.mayReconfirm(ctx, err) {
+			var rerr error
+			if sess, rerr = r.reconfirm(ctx, sess, err); rerr != nil {
+				return nil, rerr
+			}
+		} else {
+			r.notef("sync: %v; retrying once over a new tunnel", err)
+			// Shutdown, not Close: a persistent master (ssh.persist) must
+			// end too, or the retry would attach to the same stalled one.
+			if cerr := sess.Shutdown(); cerr != nil {
+				r.notef("warning: closing the old tunnel: %v", cerr)
+			}
 		}
 		res, err = syncer.Sync(ctx, r.d.Runner, sess, so, report)
 	}
@@ -417,7 +470,7 @@ func (r *run) sync(ctx context.Context, sess *sshx.Session, workdir string) erro
 			rec.Phases = append(rec.Phases, runs.Phase{Name: "sync." + p.Name, Ms: p.Ms, Skipped: p.Skipped, Reason: p.Reason})
 		}
 	})
-	return err
+	return sess, err
 }
 
 // commandExit asks the machine whether the command wrote an exit file (it

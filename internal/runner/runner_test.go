@@ -32,8 +32,10 @@ type loopback struct {
 	mu    sync.Mutex
 	argvs []string
 	// transport, when set, makes ssh calls whose remote line contains it
-	// fail as a dropped tunnel (exit 255) after running the line.
-	transport string
+	// fail as a dropped tunnel (exit 255) after running the line (only
+	// the first such call when transportOnce).
+	transport     string
+	transportOnce bool
 }
 
 func (lb *loopback) Run(ctx context.Context, c execx.Cmd) (execx.Result, error) {
@@ -51,6 +53,11 @@ func (lb *loopback) Run(ctx context.Context, c execx.Cmd) (execx.Result, error) 
 	res, err := execx.OS{}.Run(ctx, execx.Cmd{Name: "bash", Args: []string{"-c", remote}, Stdin: c.Stdin,
 		Stdout: c.Stdout, Stderr: c.Stderr, Passthrough: c.Passthrough})
 	if lb.transport != "" && strings.Contains(remote, lb.transport) {
+		if lb.transportOnce {
+			lb.mu.Lock()
+			lb.transport = ""
+			lb.mu.Unlock()
+		}
 		return execx.Result{ExitCode: 255}, &execx.ExitError{Cmd: "ssh", Code: 255, Output: "Connection reset"}
 	}
 	return res, err
@@ -69,6 +76,9 @@ type fakeProvider struct {
 	calls      []string
 	acquireErr error
 	releaseErr error
+	// unconfirmed makes Resolve answer as a fast path does (a lease
+	// resolved from a live connection alone) unless req.Confirm.
+	unconfirmed bool
 }
 
 func (p *fakeProvider) record(s string) {
@@ -91,8 +101,14 @@ func (p *fakeProvider) Acquire(ctx context.Context, req provider.AcquireRequest)
 	return p.lease(), nil
 }
 func (p *fakeProvider) Resolve(ctx context.Context, req provider.ResolveRequest) (*provider.Lease, error) {
-	p.record("resolve " + req.Ident)
-	return p.lease(), nil
+	l := p.lease()
+	if req.Confirm {
+		p.record("resolve " + req.Ident + " confirm")
+	} else {
+		p.record("resolve " + req.Ident)
+		l.Unconfirmed = p.unconfirmed
+	}
+	return l, nil
 }
 func (p *fakeProvider) Release(ctx context.Context, l *provider.Lease, req provider.ReleaseRequest) (provider.ReleaseResult, error) {
 	p.record("release " + l.ID)
@@ -318,5 +334,45 @@ func TestRunReleaseFailure(t *testing.T) {
 	last := rec.Phases[len(rec.Phases)-1]
 	if last.Name != "release" || !strings.Contains(last.Error, "boom") {
 		t.Errorf("release phase %+v", last)
+	}
+}
+
+// A transport failure right after a fast-path resolve (the machine was
+// stopping behind crabbox's back) resolves the lease again through the
+// provider over a new tunnel, and the run goes on; the same failure after
+// an ordinary resolve is final. (The sync's fall-back is the same call,
+// covered on the lab by TestCoderRunIDAfterStopBehindBack.)
+func TestRunFastPathTransportFallsBack(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		fail        string // remote line that fails once with 255
+		unconfirmed bool
+		wantCalls   []string
+		wantExit    int
+	}{
+		{"owner check after fast path", ".crabbox-owner.json", true, []string{"resolve blue", "resolve blue confirm"}, 0},
+		{"owner check after ordinary resolve", ".crabbox-owner.json", false, []string{"resolve blue"}, exitcode.Transport},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.prov.unconfirmed = tc.unconfirmed
+			h.lb.transport, h.lb.transportOnce = tc.fail, true
+			s := h.spec("sh", "-c", "echo ran")
+			s.Ident = "blue"
+			out, err := Run(context.Background(), h.deps, s)
+			if exitcode.Code(err) != tc.wantExit {
+				t.Fatalf("err %v (exit %d), want %d\nnotes:\n%s", err, exitcode.Code(err), tc.wantExit, h.notes)
+			}
+			// Positive control: the failing round trip really happened.
+			if h.lb.transport != "" {
+				t.Fatalf("no remote line matched %q: the failure was never injected", tc.fail)
+			}
+			if !slices.Equal(h.prov.calls, tc.wantCalls) {
+				t.Errorf("provider calls %q, want %q", h.prov.calls, tc.wantCalls)
+			}
+			if tc.wantExit == 0 && (strings.TrimSpace(h.out.String()) != "ran" || out.State != "succeeded") {
+				t.Errorf("stdout %q state %s", h.out, out.State)
+			}
+		})
 	}
 }
