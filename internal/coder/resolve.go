@@ -153,6 +153,12 @@ func (p *Provider) pick(ident string, matched, cs []claims.Claim, s *session, mo
 				}
 				return p.buildLease(nil, chosen)
 			}
+			if w := exactRow(ref, s.rows); w != nil && chosen.WorkspaceID != "" {
+				// Deleted and recreated under the same name: never use the
+				// new workspace for the old lease.
+				return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %s of lease %s was deleted: the workspace now named %s is another one (ID %s, the lease's was %s), so crabbox will not use it; "+
+					"drop the old claim (the new workspace is left alone) and lease again; %s", ref, chosen.LeaseID, ref, w.ID, chosen.WorkspaceID, exitcode.Next("crabbox stop "+chosen.LeaseID))
+			}
 			return nil, exitcode.Errorf(exitcode.NotFound, "coder workspace %s of lease %s was not found in coder list; if it is gone, its claim can go; %s", ref, chosen.LeaseID, exitcode.Next("crabbox stop "+chosen.LeaseID))
 		}
 		return p.buildLease(row, chosen)

@@ -660,3 +660,29 @@ func TestResolvePrepareBuildWaitTimesOut(t *testing.T) {
 		t.Errorf("the wait did not end with a failed done event: %+v", d)
 	}
 }
+
+// A claimed workspace deleted and recreated under the same name is never
+// used for the old lease, and the refusal says so (positive control: the
+// plain missing case keeps its own message).
+func TestResolveRecreatedWorkspaceRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rows []wsRow
+		want []string
+	}{
+		{"recreated under the same name", []wsRow{readyRow("alice", blueName, "ws-new")},
+			[]string{"was deleted", "ID ws-new, the lease's was ws-old", "crabbox stop " + blueID}},
+		{"simply gone", nil, []string{"was not found in coder list", "crabbox stop " + blueID}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws-old"))
+			h.whoami().list(tc.rows...)
+			_, err := resolve(h, "blue-lobster", Prepare)
+			wantExit(t, err, exitcode.NotFound, tc.want...)
+			if hasCall(h.argvs(), "coder start") || len(callsOf(h, "ssh")) != 0 {
+				t.Errorf("the recreated workspace was touched: %q", h.argvs())
+			}
+		})
+	}
+}
