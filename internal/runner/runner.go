@@ -588,9 +588,14 @@ func (r *run) finish(code int, runErr error) (Outcome, error) {
 		r.timing["stopCommand"] = out.StopCommand
 	}
 	if step == "" && runErr == nil && out.ReleaseErr != nil {
+		// A passing command whose release failed is a failed run (exit
+		// 7: a machine may be left running), in the record as in the
+		// process's exit; the command's own exit was 0.
 		step = StepRelease
 		out.FailedStep = step
-		if err := r.rec.Update(func(rec *runs.Record) { rec.FailedStep = step }); err != nil {
+		state, exit = "failed", exitcode.Transport
+		out.State, out.Exit = state, exit
+		if err := r.rec.FailAfterFinish(step, exit); err != nil {
 			r.notef("warning: recording run %s: %v", r.runID, err)
 		}
 	}
@@ -606,9 +611,6 @@ func (r *run) finish(code int, runErr error) (Outcome, error) {
 		tests, more := failingTests(rec.Results, digestTests)
 		out.Digest = &Digest{RunID: r.runID, State: state, Step: step, Exit: exit, Tests: tests, More: more,
 			Bundle: out.Bundle, Next: NextSteps(rec, out, step)}
-		if state == "succeeded" { // a failed release after a passing run
-			out.Digest.State, out.Digest.Exit = "failed", exitcode.Transport
-		}
 	}
 	switch {
 	case interrupted:

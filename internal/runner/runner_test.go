@@ -331,6 +331,14 @@ func TestRunReleaseFailure(t *testing.T) {
 		t.Fatalf("err %v outcome released=%v", err, out.Released)
 	}
 	rec, _ := h.store.Get(out.RunID)
+	// Positive control: the command itself passed.
+	if strings.TrimSpace(h.out.String()) != "" || !slices.ContainsFunc(rec.Phases, func(p runs.Phase) bool { return p.Name == "release" }) {
+		t.Fatalf("phases %+v", rec.Phases)
+	}
+	if rec.State != "failed" || rec.ExitCode == nil || *rec.ExitCode != exitcode.Transport || rec.FailedStep != StepRelease ||
+		out.State != "failed" || out.Exit != exitcode.Transport {
+		t.Errorf("record state=%s exit=%v step=%s, outcome %s/%d; want failed/7 in step release", rec.State, rec.ExitCode, rec.FailedStep, out.State, out.Exit)
+	}
 	last := rec.Phases[len(rec.Phases)-1]
 	if last.Name != "release" || !strings.Contains(last.Error, "boom") {
 		t.Errorf("release phase %+v", last)

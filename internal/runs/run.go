@@ -290,6 +290,26 @@ func (r *Run) Finish(state string, exitCode int) error {
 	return nil
 }
 
+// FailAfterFinish marks a finished run failed in step with exitCode: a
+// step after the recorded outcome (the release) failed, so the run did
+// too, though its command passed.
+func (r *Run) FailAfterFinish(step string, exitCode int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.finished {
+		return fmt.Errorf("run %s: failed step %q before Finish", r.id, step)
+	}
+	next := r.rec.Clone()
+	code := exitCode
+	next.State, next.ExitCode, next.FailedStep = StateFailed, &code, step
+	r.logStats(&next)
+	r.rec = next
+	if err := writeRecord(r.dir, &next); err != nil {
+		return fmt.Errorf("run %s: save record: %w", r.id, err)
+	}
+	return nil
+}
+
 // AddFinalPhase records a step that ran after Finish, the release of the
 // lease: it appends p and moves EndedAt to now, so the record's duration
 // covers the whole crabbox run (the figure run prints as total=). State
