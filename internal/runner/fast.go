@@ -192,12 +192,15 @@ func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, rc 
 	code, capErr, err, started := r.runCommand(ctx, *sess, rc, line, a.fp+"\n"+rc.Stdin, g)
 	if started {
 		if err != nil {
-			return fastFailed, -1, err
+			return fastFailed, code, err
 		}
 		code, err = r.afterCommand(ctx, *sess, workdir, rc, code, capErr)
 		return fastRan, code, err
 	}
 	if ctx.Err() != nil {
+		// The command may have started just as the interrupt came, its
+		// marker unread: stop it (a no-op when it never started).
+		r.stopRemoteQuiet(ctx, *sess, rc.PIDFile)
 		return fastFailed, exitcode.Interrupted, context.Canceled
 	}
 	_, pre := g.end()
