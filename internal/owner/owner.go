@@ -51,18 +51,41 @@ type Result struct {
 	Busy   []remotecmd.BusyRun
 }
 
-// Check runs remotecmd.OwnerScript for l: one round trip. With write the
-// record is written for this machine unless another machine owns l (or
-// runs a command there) and reclaim is false.
-func (c *Checker) Check(ctx context.Context, r Remote, l *provider.Lease, reclaim, write bool) (Result, error) {
+// Script is the owner round trip's remote command for l
+// (remotecmd.OwnerScript): with write the record is written for this
+// machine unless another machine owns l (or runs a command there) and
+// reclaim is false. Its exit code and output make a Result (ParseResult).
+func (c *Checker) Script(l *provider.Lease, reclaim, write bool) (string, error) {
 	me, err := c.MachineID()
+	if err != nil {
+		return "", err
+	}
+	return remotecmd.OwnerScript(remotecmd.OwnerParams{
+		WorkRoot: l.Target.WorkRoot, LeaseID: l.ID, MachineID: me,
+		Now: c.Now().UTC().Format(time.RFC3339), Reclaim: reclaim, Write: write,
+	}), nil
+}
+
+// ParseResult reads what Script printed and its exit code; a code that is
+// neither success nor a verdict is an error (the record could not be
+// written), with detail (the script's stderr) in it.
+func ParseResult(l *provider.Lease, code int, out, detail string) (Result, error) {
+	res := Result{Code: code}
+	res.Record, res.Busy = remotecmd.ParseOwner(out)
+	switch code {
+	case 0, remotecmd.OwnerForeign, remotecmd.OwnerBusy:
+		return res, nil
+	}
+	return res, exitcode.Errorf(exitcode.Transport, "writing the owner record %s/%s on %s failed (exit %d): %s",
+		l.Target.WorkRoot, remotecmd.OwnerFile, l.Workspace, code, execx.FirstLine(detail))
+}
+
+// Check runs Script for l: one round trip.
+func (c *Checker) Check(ctx context.Context, r Remote, l *provider.Lease, reclaim, write bool) (Result, error) {
+	script, err := c.Script(l, reclaim, write)
 	if err != nil {
 		return Result{}, err
 	}
-	script := remotecmd.OwnerScript(remotecmd.OwnerParams{
-		WorkRoot: l.Target.WorkRoot, LeaseID: l.ID, MachineID: me,
-		Now: c.Now().UTC().Format(time.RFC3339), Reclaim: reclaim, Write: write,
-	})
 	cctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
 	var out, errb strings.Builder
@@ -70,14 +93,7 @@ func (c *Checker) Check(ctx context.Context, r Remote, l *provider.Lease, reclai
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Code: code}
-	res.Record, res.Busy = remotecmd.ParseOwner(out.String())
-	switch code {
-	case 0, remotecmd.OwnerForeign, remotecmd.OwnerBusy:
-		return res, nil
-	}
-	return res, exitcode.Errorf(exitcode.Transport, "writing the owner record %s/%s on %s failed (exit %d): %s",
-		l.Target.WorkRoot, remotecmd.OwnerFile, l.Workspace, code, execx.FirstLine(errb.String()))
+	return ParseResult(l, code, out.String(), errb.String())
 }
 
 // Claim makes this machine l's owner before a command uses it (one round
@@ -92,6 +108,12 @@ func (c *Checker) Claim(ctx context.Context, r Remote, l *provider.Lease, reclai
 	if err != nil {
 		return err
 	}
+	return c.Decide(l, reclaim, res, takeOver)
+}
+
+// Decide is Claim's verdict on the Result of a Script(l, reclaim, true)
+// that ran (alone, or folded into another round trip).
+func (c *Checker) Decide(l *provider.Lease, reclaim bool, res Result, takeOver func(ident string) string) error {
 	if res.Code != 0 && l.Adopted {
 		if rerr := c.Claims.Remove(l.ID); rerr != nil {
 			c.Warn(fmt.Sprintf("removing the claim just made for %s: %v", l.Workspace, rerr))
@@ -107,7 +129,10 @@ func (c *Checker) Claim(ctx context.Context, r Remote, l *provider.Lease, reclai
 			"%s belongs to another machine (machine %s, lease %s, since %s); nothing was changed. To take it over from here: %s",
 			describe(l), res.Record.MachineID, dash(res.Record.LeaseID), dash(res.Record.CreatedAt), exitcode.Next(takeOver(l.Workspace)))
 	case res.Code == remotecmd.OwnerBusy:
-		b := res.Busy[0]
+		b := remotecmd.BusyRun{RunID: "-"}
+		if len(res.Busy) > 0 {
+			b = res.Busy[0]
+		}
 		ident := l.ID
 		if l.Adopted {
 			ident = l.Workspace // its claim was dropped: the lease ID would not resolve

@@ -171,7 +171,7 @@ func gitState(x execx.Runner, repo string) bundle.Git {
 	} else {
 		g.Head = strings.TrimSpace(string(res.Stdout))
 	}
-	res, err = x.Run(ctx, execx.Cmd{Name: "git", Args: []string{"-C", repo, "status", "--porcelain=v1", "-z"}, Timeout: 10 * time.Second})
+	res, err = x.Run(ctx, execx.Cmd{Name: "git", Args: []string{"--no-optional-locks", "-C", repo, "-c", "core.fsmonitor=false", "status", "--porcelain=v1", "-z"}, Timeout: 10 * time.Second})
 	if err != nil {
 		if g.Error == "" {
 			g.Error = "git status: " + execx.FirstLine(err.Error())

@@ -39,7 +39,10 @@ type commandInput struct {
 	rerr error // a failed read of in (not EOF)
 }
 
-func newCommandInput(header string, in io.Reader) (*commandInput, error) {
+// wait, when not nil, is asked after the header and before in is first
+// read: false leaves in unread (a fast attempt that did not start the
+// command; its input goes to the next attempt).
+func newCommandInput(header string, in io.Reader, wait func() bool) (*commandInput, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -49,6 +52,9 @@ func newCommandInput(header string, in io.Reader) (*commandInput, error) {
 		defer pw.Close()
 		if _, err := io.WriteString(pw, header); err != nil || in == nil {
 			return // the process is gone (its stdin closed) or there is no input
+		}
+		if wait != nil && !wait() {
+			return
 		}
 		buf := make([]byte, 256<<10)
 		for {

@@ -223,21 +223,70 @@ func (r *run) execute(ctx context.Context) (int, error) {
 		return -1, err
 	}
 	defer lock.Release()
+	machine, err := d.Owner.MachineID()
+	if err != nil {
+		return -1, err
+	}
+	repoName := syncer.RepoName(ctx, d.Runner, s.RepoRoot)
+	workdir := syncer.WorkdirFor(l.Target.WorkRoot, l.ID, repoName)
 	// One owner across machines: refused (nothing changed) when another
 	// state dir owns the machine or runs a command there, unless
 	// --reclaim; otherwise this machine is recorded as the owner.
 	// (A provider that keeps the record itself did so when it made the
 	// lease ready.)
-	if !provider.KeepsOwnerRecord(d.Provider) {
+	ownerDone := provider.KeepsOwnerRecord(d.Provider)
+
+	// A warm run whose tree did not change needs one round trip: the owner
+	// check, the skip check and the command together (fast.go).
+	var plan *syncer.Plan
+	announced := false
+	announce := func() {
+		if !announced {
+			announced = true
+			r.announce(r.lease, workdir)
+		}
+	}
+	if !s.SyncOnly && !s.Preflight {
+		fp, ok := "", true
+		if !s.NoSync {
+			plan = r.scan(ctx, r.syncOptions(workdir))
+			fp, ok = plan.FastFingerprint(r.syncOptions(workdir))
+		}
+		if ok {
+			a := fastAttempt{plan: plan, fp: fp, announce: announce}
+			if !s.NoSync {
+				a.onSkip = func(check time.Duration) { r.recordSync(syncer.SkippedRemotely(plan, check, r.syncReport), nil) }
+			} else {
+				a.plan = nil
+			}
+			if !ownerDone {
+				if a.ownerScript, err = d.Owner.Script(l, s.Reclaim, true); err != nil {
+					return -1, err
+				}
+			}
+			rc := r.render(l, workdir, machine)
+			verdict, code, err := r.fast(ctx, &sess, workdir, rc, a)
+			switch verdict {
+			case fastRan, fastFailed:
+				return code, err
+			case fastSyncNeeded:
+				ownerDone = true
+			}
+			if l != r.lease { // resolved again
+				l = r.lease
+				workdir = syncer.WorkdirFor(l.Target.WorkRoot, l.ID, repoName)
+			}
+		}
+	}
+	if !ownerDone {
 		claim := func() error {
-			return d.Owner.Claim(ctx, sess, l, s.Reclaim, func(ident string) string {
-				return "crabbox run --reclaim --id " + ident + " -- …"
-			})
+			return d.Owner.Claim(ctx, sess, l, s.Reclaim, takeOverRun)
 		}
 		err := claim()
 		if err != nil && r.mayReconfirm(ctx, err) {
 			if sess, err = r.reconfirm(ctx, sess, err); err == nil {
 				l = r.lease
+				workdir = syncer.WorkdirFor(l.Target.WorkRoot, l.ID, repoName)
 				err = claim()
 			}
 		}
@@ -248,27 +297,11 @@ func (r *run) execute(ctx context.Context) (int, error) {
 			return -1, err
 		}
 	}
-	machine, err := d.Owner.MachineID()
-	if err != nil {
-		return -1, err
-	}
-	repoName := syncer.RepoName(ctx, d.Runner, s.RepoRoot)
-	workdir := syncer.WorkdirFor(l.Target.WorkRoot, l.ID, repoName)
-	r.update(func(rec *runs.Record) {
-		rec.LeaseID, rec.Slug, rec.Workspace, rec.Workdir = l.ID, l.Slug, l.Ref, workdir
-	})
-	r.timing["leaseId"], r.timing["slug"], r.timing["workdir"], r.timing["runId"] = l.ID, l.Slug, workdir, r.runID
-	cwd := ""
-	if s.Subdir != "" {
-		cwd = " cwd=" + runs.Escape(runs.QuoteWord(s.Subdir))
-		r.timing["cwd"] = s.Subdir
-	}
-	r.notef("run %s lease=%s slug=%s provider=%s workspace=%s ssh=%s@%s workdir=%s%s",
-		r.runID, l.ID, dash(l.Slug), d.Provider.Name(), l.Ref, l.Target.User, l.Target.Host, workdir, cwd)
+	announce()
 
 	if !s.NoSync {
 		r.step = StepSync
-		if sess, err = r.sync(ctx, sess, workdir); err != nil {
+		if sess, err = r.sync(ctx, sess, workdir, plan); err != nil {
 			return -1, err
 		}
 		l = r.lease
@@ -282,7 +315,36 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	if s.SyncOnly {
 		return 0, nil
 	}
+	rc := r.render(l, workdir, machine)
+	r.announceCommand(l)
+	r.step = StepCommand
+	code, capErr, err, _ := r.runCommand(ctx, sess, rc, rc.Line, rc.Stdin, nil)
+	if err != nil {
+		return code, err
+	}
+	return r.afterCommand(ctx, sess, workdir, rc, code, capErr)
+}
 
+// announce records where the run goes and prints the run line.
+func (r *run) announce(l *provider.Lease, workdir string) {
+	s := r.s
+	r.update(func(rec *runs.Record) {
+		rec.LeaseID, rec.Slug, rec.Workspace, rec.Workdir = l.ID, l.Slug, l.Ref, workdir
+	})
+	r.timing["leaseId"], r.timing["slug"], r.timing["workdir"], r.timing["runId"] = l.ID, l.Slug, workdir, r.runID
+	cwd := ""
+	if s.Subdir != "" {
+		cwd = " cwd=" + runs.Escape(runs.QuoteWord(s.Subdir))
+		r.timing["cwd"] = s.Subdir
+	}
+	r.notef("run %s lease=%s slug=%s provider=%s workspace=%s ssh=%s@%s workdir=%s%s",
+		r.runID, l.ID, dash(l.Slug), r.d.Provider.Name(), l.Ref, l.Target.User, l.Target.Host, workdir, cwd)
+}
+
+// render is the run's remote command (the environment names are kept for
+// the failure bundle).
+func (r *run) render(l *provider.Lease, workdir, machine string) remotecmd.Command {
+	s := r.s
 	vars := make(map[string]string, len(s.Env)+4)
 	for k, v := range s.Env {
 		vars[k] = v
@@ -292,9 +354,6 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	// check sees this run as in progress while it lives.
 	vars["CRABBOX_MACHINE_ID"] = machine
 	r.envNames = envfwd.Names(vars)
-	if len(r.envNames) > 4 {
-		r.notef("env forwarded: %s", strings.Join(r.envNames, ","))
-	}
 	p := remotecmd.Params{
 		Workdir: workdir, Subdir: s.Subdir, RunID: r.runID, Argv: s.Argv, Shell: s.Shell || remotecmd.NeedsShell(s.Argv),
 		ResultsAuto: s.ResultsAuto, Env: envfwd.Render(vars), ForwardStdin: s.Stdin != nil,
@@ -302,14 +361,32 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	if s.Script != nil {
 		p.Shell, p.UserScript = false, &remotecmd.UserScript{Body: string(s.Script.Body)}
 	}
-	rc := remotecmd.Render(p)
-	r.notef("running on %s %s", l.Workspace, runs.CommandLine(s.commandWords(), s.Shell && s.Script == nil))
+	return remotecmd.Render(p)
+}
 
-	in, err := newCommandInput(rc.Stdin, s.Stdin)
-	if err != nil {
-		return -1, err
+// announceCommand prints the forwarded variables and the running line.
+func (r *run) announceCommand(l *provider.Lease) {
+	if len(r.envNames) > 4 {
+		r.notef("env forwarded: %s", strings.Join(r.envNames, ","))
 	}
-	r.step = StepCommand
+	r.notef("running on %s %s", l.Workspace, runs.CommandLine(r.s.commandWords(), r.s.Shell && r.s.Script == nil))
+}
+
+// runCommand runs line (rc's command, alone or behind a fast check) with
+// header then the command's own stdin as its input. With g (a fast
+// attempt) output waits for the marker and started says whether the
+// command started; without, it always did. capErr is a capture that could
+// not be put in place.
+func (r *run) runCommand(ctx context.Context, sess *sshx.Session, rc remotecmd.Command, line, header string, g *fastGate) (code int, capErr, err error, started bool) {
+	d, s, l := r.d, r.s, r.lease
+	var wait func() bool
+	if g != nil {
+		wait = g.waitGo
+	}
+	in, err := newCommandInput(header, s.Stdin, wait)
+	if err != nil {
+		return -1, nil, err, false
+	}
 	cmdStart := d.Now()
 	logw := r.rec.Log()
 	var stdout, stderr io.Writer = io.MultiWriter(s.Stdout, logw), io.MultiWriter(s.Stderr, logw)
@@ -318,6 +395,15 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	}
 	if f := captureFile(r.caps, "stderr"); f != nil {
 		stderr = f
+	}
+	runCtx := ctx
+	timedOut := func() bool { return false }
+	if g != nil {
+		g.out, g.errw = stdout, stderr
+		stdout, stderr = gateOut{g}, gateErr{g}
+		var stop func()
+		runCtx, stop, timedOut = withVerdictDeadline(ctx, g)
+		defer stop()
 	}
 	// An interrupt stops the remote process group at once, while the ssh
 	// client is still being torn down: an OpenSSH server keeps a session's
@@ -334,17 +420,27 @@ func (r *run) execute(ctx context.Context) (int, error) {
 		case <-cmdDone:
 		}
 	}()
-	code, err := sess.Run(ctx, rc.Line, in.r, stdout, stderr)
+	code, err = sess.Run(runCtx, line, in.r, stdout, stderr)
 	close(cmdDone)
 	<-earlyStop
 	r.timing["commandMs"] = d.Now().Sub(cmdStart).Milliseconds()
-	if rerr := in.close(); rerr != nil {
+	started = true
+	if g != nil {
+		started, _ = g.end()
+	}
+	if rerr := in.close(); rerr != nil && started {
 		r.notef("warning: reading stdin for the command: %v (the command saw EOF there)", rerr)
+	}
+	if !started {
+		if ctx.Err() == nil && timedOut() {
+			err = fastTimeoutError(l.Workspace)
+		}
+		return code, nil, err, false
 	}
 	if ctx.Err() != nil {
 		_ = r.commitCaptures(r.caps, "the run was interrupted, so it may end early")
 		r.stopRemote(ctx, sess, rc.PIDFile, l.Workspace)
-		return exitcode.Interrupted, context.Canceled
+		return exitcode.Interrupted, nil, context.Canceled, true
 	}
 	if err != nil && exitcode.Code(err) == exitcode.Transport {
 		// ssh exits 255 both when the tunnel fails and when the command
@@ -358,7 +454,7 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	if err != nil {
 		partial = "the tunnel failed, so it may end early"
 	}
-	capErr := r.commitCaptures(r.caps, partial)
+	capErr = r.commitCaptures(r.caps, partial)
 	if err != nil {
 		if exitcode.Code(err) == exitcode.Transport {
 			// The tunnel dropped mid-command, but the remote command runs on
@@ -368,10 +464,17 @@ func (r *run) execute(ctx context.Context) (int, error) {
 			if r.stopRemote(ctx, sess, rc.PIDFile, l.Workspace) {
 				r.notef("stopped the remote command after the tunnel dropped")
 			}
-			return -1, fmt.Errorf("running the command on %s: %w; %s, then rerun", l.Workspace, err, exitcode.Next("crabbox status "+l.Ident()))
+			return -1, capErr, fmt.Errorf("running the command on %s: %w; %s, then rerun", l.Workspace, err, exitcode.Next("crabbox status "+l.Ident())), true
 		}
-		return -1, err
+		return -1, capErr, err, true
 	}
+	return code, capErr, nil, true
+}
+
+// afterCommand collects results and artifacts of a command that ended
+// with code.
+func (r *run) afterCommand(ctx context.Context, sess *sshx.Session, workdir string, rc remotecmd.Command, code int, capErr error) (int, error) {
+	s := r.s
 	if len(s.JUnit) > 0 || s.ResultsAuto {
 		r.step = StepResults
 		r.collectResults(ctx, sess, workdir, rc.Dir)
@@ -428,21 +531,44 @@ func (r *run) reconfirm(ctx context.Context, sess *sshx.Session, cause error) (*
 	return r.d.Tunnels.Get(l.Target)
 }
 
-// sync sends the tree, retrying once over a new tunnel when the transport
-// failed (after a fast-path resolve, over the lease resolved again); the
-// session returned is the one the run goes on with.
-func (r *run) sync(ctx context.Context, sess *sshx.Session, workdir string) (*sshx.Session, error) {
+// syncOptions are the run's sync options for workdir.
+func (r *run) syncOptions(workdir string) syncer.Options {
 	so := r.s.Sync
 	so.RepoRoot, so.Workdir = r.s.RepoRoot, workdir
-	if so.PrepareHook == "" {
-		so.PrepareHook = remotecmd.ReapLeftovers
+	so.PrepareHook = r.syncHook()
+	return so
+}
+
+// syncHook is what the sync's prepare step (and the fast check) runs first.
+func (r *run) syncHook() string {
+	if h := r.s.Sync.PrepareHook; h != "" {
+		return h
 	}
-	report := func(e syncer.Event) {
-		if e.Kind != "phase" {
-			fmt.Fprintln(r.d.Notes, e.Message)
-		}
+	return remotecmd.ReapLeftovers
+}
+
+// scan is the local half of the sync (manifest, guards, fingerprint): the
+// one place a run computes it.
+func (r *run) scan(ctx context.Context, so syncer.Options) *syncer.Plan {
+	return syncer.Scan(ctx, r.d.Runner, so)
+}
+
+func (r *run) syncReport(e syncer.Event) {
+	if e.Kind != "phase" {
+		fmt.Fprintln(r.d.Notes, e.Message)
 	}
-	res, err := syncer.Sync(ctx, r.d.Runner, sess, so, report)
+}
+
+// sync sends the tree (plan, when not nil, is its scan), retrying once
+// over a new tunnel when the transport failed (after a fast-path resolve,
+// over the lease resolved again); the session returned is the one the run
+// goes on with.
+func (r *run) sync(ctx context.Context, sess *sshx.Session, workdir string, plan *syncer.Plan) (*sshx.Session, error) {
+	so := r.syncOptions(workdir)
+	if plan == nil {
+		plan = r.scan(ctx, so)
+	}
+	res, err := syncer.Send(ctx, r.d.Runner, sess, so, plan, r.syncReport)
 	if err != nil && exitcode.Code(err) == exitcode.Transport && ctx.Err() == nil {
 		// The sync protocol is idempotent (the remote fingerprint is
 		// dropped before anything changes), so a sync that lost its
@@ -461,8 +587,14 @@ func (r *run) sync(ctx context.Context, sess *sshx.Session, workdir string) (*ss
 				r.notef("warning: closing the old tunnel: %v", cerr)
 			}
 		}
-		res, err = syncer.Sync(ctx, r.d.Runner, sess, so, report)
+		res, err = syncer.Send(ctx, r.d.Runner, sess, so, r.scan(ctx, so), r.syncReport)
 	}
+	r.recordSync(res, err)
+	return sess, err
+}
+
+// recordSync puts a sync's result in the timing and the run record.
+func (r *run) recordSync(res syncer.Result, _ error) {
 	r.timing["syncMs"], r.timing["syncSkipped"], r.timing["syncPhases"] = res.Duration.Milliseconds(), res.Skipped, res.Phases
 	r.update(func(rec *runs.Record) {
 		rec.SyncSkipped = res.Skipped
@@ -470,7 +602,6 @@ func (r *run) sync(ctx context.Context, sess *sshx.Session, workdir string) (*ss
 			rec.Phases = append(rec.Phases, runs.Phase{Name: "sync." + p.Name, Ms: p.Ms, Skipped: p.Skipped, Reason: p.Reason})
 		}
 	})
-	return sess, err
 }
 
 // commandExit asks the machine whether the command wrote an exit file (it

@@ -36,12 +36,26 @@ type loopback struct {
 	// the first such call when transportOnce).
 	transport     string
 	transportOnce bool
+	// transportBefore fails such a call before running its line, as a
+	// dead connection does.
+	transportBefore bool
+	// rsh, when set, is rsync's remote shell (see newSyncHarness).
+	rsh string
 }
 
 func (lb *loopback) Run(ctx context.Context, c execx.Cmd) (execx.Result, error) {
 	lb.mu.Lock()
 	lb.argvs = append(lb.argvs, c.String())
 	lb.mu.Unlock()
+	if c.Name == "rsync" && lb.rsh != "" {
+		// rsync's remote shell: this machine (the "workspace").
+		args := slices.Clone(c.Args)
+		if i := slices.Index(args, "-e"); i >= 0 && i+1 < len(args) {
+			args[i+1] = lb.rsh
+		}
+		c.Args = args
+		return execx.OS{}.Run(ctx, c)
+	}
 	if c.Name != "ssh" {
 		return execx.OS{}.Run(ctx, c)
 	}
@@ -50,6 +64,15 @@ func (lb *loopback) Run(ctx context.Context, c execx.Cmd) (execx.Result, error) 
 		return execx.Result{}, nil
 	}
 	remote := c.Args[i+1]
+	lb.mu.Lock()
+	failBefore := lb.transportBefore && lb.transport != "" && strings.Contains(remote, lb.transport)
+	if failBefore && lb.transportOnce {
+		lb.transport = ""
+	}
+	lb.mu.Unlock()
+	if failBefore {
+		return execx.Result{ExitCode: 255}, &execx.ExitError{Cmd: "ssh", Code: 255, Output: "Connection reset"}
+	}
 	res, err := execx.OS{}.Run(ctx, execx.Cmd{Name: "bash", Args: []string{"-c", remote}, Stdin: c.Stdin,
 		Stdout: c.Stdout, Stderr: c.Stderr, Passthrough: c.Passthrough})
 	if lb.transport != "" && strings.Contains(remote, lb.transport) {
@@ -358,15 +381,25 @@ func TestRunFastPathTransportFallsBack(t *testing.T) {
 		wantCalls   []string
 		wantExit    int
 	}{
+		// The owner check folded into the command's round trip (fast.go):
+		// a dead connection fails before anything runs.
 		{"owner check after fast path", ".crabbox-owner.json", true, []string{"resolve blue", "resolve blue confirm"}, 0},
 		{"owner check after ordinary resolve", ".crabbox-owner.json", false, []string{"resolve blue"}, exitcode.Transport},
+		// The owner check alone (--preflight takes the ordinary path): it
+		// ran, then the connection failed.
+		{"owner check alone after fast path", "preflight-alone", true, []string{"resolve blue", "resolve blue confirm"}, 0},
+		{"owner check alone after ordinary resolve", "preflight-alone", false, []string{"resolve blue"}, exitcode.Transport},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.prov.unconfirmed = tc.unconfirmed
-			h.lb.transport, h.lb.transportOnce = tc.fail, true
+			h.lb.transport, h.lb.transportOnce, h.lb.transportBefore = tc.fail, true, true
 			s := h.spec("sh", "-c", "echo ran")
 			s.Ident = "blue"
+			if tc.fail == "preflight-alone" {
+				h.lb.transport, h.lb.transportBefore = ".crabbox-owner.json", false
+				s.Preflight = true
+			}
 			out, err := Run(context.Background(), h.deps, s)
 			if exitcode.Code(err) != tc.wantExit {
 				t.Fatalf("err %v (exit %d), want %d\nnotes:\n%s", err, exitcode.Code(err), tc.wantExit, h.notes)

@@ -20,7 +20,7 @@ import (
 )
 
 // fingerprintVersion changes whenever what goes into a fingerprint does.
-const fingerprintVersion = "crabbox-sync-fingerprint/1"
+const fingerprintVersion = "crabbox-sync-fingerprint/2"
 
 // Fingerprint is a hex SHA-256 that changes whenever the remote tree a
 // sync would produce could differ. It covers: a version tag, HEAD ("none"
@@ -32,7 +32,11 @@ const fingerprintVersion = "crabbox-sync-fingerprint/1"
 //     stat check compares ctime, which every content write changes (an edit
 //     that keeps size and mtime included); the stat settings are pinned on
 //     the git command line and racily-clean entries are content-checked
-//     by git itself;
+//     by git itself; a path whose ctime (as git recorded it, fast scan,
+//     or as lstat gives it) is not older than the index is hashed
+//     (racyClean). For a path git reports unmodified, the fast scan takes
+//     the type and permission bits from the index (644 or 755), so a
+//     permission change git does not track (g+w) does not count;
 //   - otherwise (untracked, modified, unmerged, assume-unchanged,
 //     skip-worktree, type changed) the SHA-256 of the current content, or
 //     of the link target for a symlink.
@@ -66,6 +70,9 @@ func fingerprint(ctx context.Context, r execx.Runner, o Options, m *Manifest) (s
 		var ctime int64
 		if len(m.info) == n {
 			modes[i], ctime = m.info[i].mode, m.info[i].ctime
+		} else if ie := snap.index[p]; ie != nil && ie.clean {
+			fi := ie.info()
+			modes[i], ctime = fi.mode, fi.ctime
 		} else if fi, err := os.Lstat(filepath.Join(o.RepoRoot, filepath.FromSlash(p))); err == nil {
 			modes[i], ctime = fi.Mode(), ctimeOf(fi)
 		} else {

@@ -51,13 +51,30 @@ type fileInfo struct {
 	ctime int64 // status change time, Unix seconds (0 where unknown)
 }
 
-// indexEntry is one tracked path as `git ls-files -v -s --cached
-// --modified` saw it.
+// indexEntry is one tracked path as the scan saw it (fastSnapshot, or
+// `git ls-files -v -s --cached --modified`).
 type indexEntry struct {
 	mode         uint32 // octal index mode: 100644, 100755, 120000, 160000
 	blob         string // stage-0 object id; "" for unmerged paths
 	dirty        bool   // content may differ from blob: hash the file instead
 	skipWorktree bool
+	// clean (fast scan only): git found the file unchanged against the
+	// index, so size and ctime (git's recorded stat data) stand for an
+	// lstat of it.
+	clean       bool
+	size, ctime int64
+}
+
+// info is a clean entry's fileInfo from git's recorded stat data.
+func (e *indexEntry) info() fileInfo {
+	mode := fs.FileMode(0o644)
+	switch e.mode {
+	case 0o100755:
+		mode = 0o755
+	case 0o120000:
+		mode = fs.ModeSymlink | 0o777
+	}
+	return fileInfo{mode: mode, size: e.size, ctime: e.ctime}
 }
 
 // snapshot is the git state fingerprints and manifests are built from.
@@ -70,6 +87,7 @@ type snapshot struct {
 	// indexMtime is the index file's mtime (Unix seconds) just before git
 	// read it; -1 when unknown. See racyClean.
 	indexMtime int64
+	fast       bool // built by fastSnapshot
 }
 
 // RepoName is the remote directory name for the repository at repoRoot:
@@ -199,6 +217,9 @@ func BuildManifest(ctx context.Context, r execx.Runner, o Options) (*Manifest, e
 	}
 	parallel(len(ks), func(i int) {
 		k := &ks[i]
+		if k.ie != nil && k.ie.clean {
+			return // git checked it: its recorded stat data stands
+		}
 		if !k.nested && (k.ie == nil || k.ie.mode != 0o160000) {
 			k.fi, k.err = os.Lstat(filepath.Join(o.RepoRoot, filepath.FromSlash(k.p)))
 		}
@@ -209,6 +230,11 @@ func BuildManifest(ctx context.Context, r execx.Runner, o Options) (*Manifest, e
 		switch {
 		case k.nested || (k.ie != nil && k.ie.mode == 0o160000):
 			m.Skipped = append(m.Skipped, p)
+		case k.ie != nil && k.ie.clean:
+			fi := k.ie.info()
+			m.Files = append(m.Files, p)
+			m.info = append(m.info, fi)
+			m.Bytes += fi.size
 		case err != nil && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)):
 			switch {
 			case k.ie == nil:
@@ -238,10 +264,26 @@ func BuildManifest(ctx context.Context, r execx.Runner, o Options) (*Manifest, e
 	return m, nil
 }
 
-// readSnapshot runs, concurrently, `git ls-files -v -s --cached --modified
-// [--others --exclude-standard] -z` and `git rev-parse -q --verify
-// HEAD^{commit}`.
+// fastScan is false only in tests that compare the two scans.
+var fastScan = true
+
+// readSnapshot is fastSnapshot (one git process), else, for a repository
+// it does not cover, lsFilesSnapshot.
 func readSnapshot(ctx context.Context, r execx.Runner, root string, others bool) (*snapshot, error) {
+	if !fastScan {
+		return lsFilesSnapshot(ctx, r, root, others)
+	}
+	s, err := fastSnapshot(ctx, r, root, others)
+	if errors.Is(err, errIndexUnsupported) {
+		return lsFilesSnapshot(ctx, r, root, others)
+	}
+	return s, err
+}
+
+// lsFilesSnapshot runs, concurrently, `git ls-files -v -s --cached
+// --modified [--others --exclude-standard] -z` and `git rev-parse -q
+// --verify HEAD^{commit}`.
+func lsFilesSnapshot(ctx context.Context, r execx.Runner, root string, others bool) (*snapshot, error) {
 	args := append([]string{"-C", root}, gitStatConfig...)
 	args = append(args, "ls-files", "-v", "-s", "--cached", "--modified")
 	if others {

@@ -26,43 +26,46 @@ func racyClean(ctime, indexMtime int64) bool {
 }
 
 // indexFileMtime is the mtime (Unix seconds) of the repository's index
-// file, or -1 when it cannot be found: $GIT_INDEX_FILE when absolute, else
-// <gitdir>/index where the git dir is root/.git or the "gitdir:" a .git
-// file names (worktrees, submodules).
+// file (indexFilePath), or -1 when it cannot be found.
 func indexFileMtime(root string) int64 {
-	path := ""
-	if p := os.Getenv("GIT_INDEX_FILE"); p != "" {
-		if !filepath.IsAbs(p) {
-			return -1
-		}
-		path = p
-	} else {
-		dotgit := filepath.Join(root, ".git")
-		fi, err := os.Stat(dotgit)
-		switch {
-		case err != nil:
-			return -1
-		case fi.IsDir():
-			path = filepath.Join(dotgit, "index")
-		default:
-			b, err := os.ReadFile(dotgit)
-			if err != nil {
-				return -1
-			}
-			dir, ok := strings.CutPrefix(strings.TrimSpace(string(b)), "gitdir:")
-			if !ok {
-				return -1
-			}
-			dir = strings.TrimSpace(dir)
-			if !filepath.IsAbs(dir) {
-				dir = filepath.Join(root, dir)
-			}
-			path = filepath.Join(dir, "index")
-		}
+	path, ok := indexFilePath(root)
+	if !ok {
+		return -1
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return -1
 	}
 	return fi.ModTime().Unix()
+}
+
+// indexFilePath is the repository's index file: $GIT_INDEX_FILE when
+// absolute, else <gitdir>/index where the git dir is root/.git or the
+// "gitdir:" a .git file names (worktrees, submodules). ok is false when it
+// cannot be told (a relative $GIT_INDEX_FILE, no .git).
+func indexFilePath(root string) (string, bool) {
+	if p := os.Getenv("GIT_INDEX_FILE"); p != "" {
+		return p, filepath.IsAbs(p)
+	}
+	dotgit := filepath.Join(root, ".git")
+	fi, err := os.Stat(dotgit)
+	switch {
+	case err != nil:
+		return "", false
+	case fi.IsDir():
+		return filepath.Join(dotgit, "index"), true
+	}
+	b, err := os.ReadFile(dotgit)
+	if err != nil {
+		return "", false
+	}
+	dir, ok := strings.CutPrefix(strings.TrimSpace(string(b)), "gitdir:")
+	if !ok {
+		return "", false
+	}
+	dir = strings.TrimSpace(dir)
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(root, dir)
+	}
+	return filepath.Join(dir, "index"), true
 }

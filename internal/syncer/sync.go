@@ -305,10 +305,7 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 	switch verb, n := lastVerb(out); verb {
 	case "skip":
 		done("prepare", t0, "no changes")
-		skip("rsync", "no changes")
-		skip("finalize", "no changes")
-		res.Skipped = true
-		report(Event{Kind: "skip", Message: fmt.Sprintf("No changes detected, skipping sync (%s)", iostreams.FormatDuration(elapsed()))})
+		skipped(&res, elapsed(), report)
 		return res, nil
 	case "sync":
 		res.Pruned = n
@@ -363,6 +360,48 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 	done("finalize", t0, "")
 	report(Event{Kind: "complete", Message: fmt.Sprintf("sync complete in %s", iostreams.FormatDuration(elapsed()))})
 	return res, nil
+}
+
+// skipped completes res for a sync the remote found unchanged: rsync and
+// finalize did not run.
+func skipped(res *Result, took time.Duration, report func(Event)) {
+	for _, name := range []string{"rsync", "finalize"} {
+		res.Phases = append(res.Phases, Phase{Name: name, Skipped: true, Reason: "no changes"})
+		report(Event{Kind: "phase", Message: fmt.Sprintf("sync phase: %s skipped (no changes)", name)})
+	}
+	res.Skipped = true
+	report(Event{Kind: "skip", Message: fmt.Sprintf("No changes detected, skipping sync (%s)", iostreams.FormatDuration(took))})
+}
+
+// FastFingerprint is the fingerprint a remote may compare itself to skip
+// the sync in the same round trip as the command (remotecmd.FastLine),
+// and ok: false when the plan cannot be skipped that way (it failed, has
+// no fingerprint, or o disables skipping or asks for a full resync; o's
+// workdir must be valid). Send then does the sync as usual.
+func (p *Plan) FastFingerprint(o Options) (fp string, ok bool) {
+	if p.err != nil || p.fp == "" || p.forceChecksum || !o.Fingerprint || o.FullResync || o.validate() != nil {
+		return "", false
+	}
+	return p.fp, true
+}
+
+// SkippedRemotely is the Result of the plan's sync when the remote found
+// the fingerprint unchanged in a round trip of the caller's (check took
+// that long): the plan's events are replayed, then prepare (the check),
+// and rsync and finalize as skipped, as Send reports a skip.
+func SkippedRemotely(p *Plan, check time.Duration, report func(Event)) Result {
+	if report == nil {
+		report = func(Event) {}
+	}
+	res := Result{Files: len(p.m.Files), Bytes: p.m.Bytes, Duration: p.took + check}
+	for _, e := range p.events {
+		report(e)
+	}
+	res.Phases = append(res.Phases, p.phases...)
+	res.Phases = append(res.Phases, Phase{Name: "prepare", Ms: check.Milliseconds()})
+	report(Event{Kind: "phase", Message: fmt.Sprintf("sync phase: prepare %s (no changes)", iostreams.FormatDuration(check))})
+	skipped(&res, res.Duration, report)
+	return res
 }
 
 func checkGuards(o Options, m *Manifest, report func(Event)) error {

@@ -1,0 +1,275 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/owner"
+	"github.com/crabbox-dev/crabbox/internal/remotecmd"
+	"github.com/crabbox-dev/crabbox/internal/sshx"
+	"github.com/crabbox-dev/crabbox/internal/syncer"
+)
+
+// The warm run's one round trip (issue 13, item 3): the owner check, the
+// sync's skip check and the command go to the machine as one command line
+// (remotecmd.FastLine). Until the machine prints the go marker on stderr
+// nothing reaches the user: stdout is held, stderr is read as the
+// protocol's, and the command's own stdin is not read. Then the held
+// output is let through and the run is the ordinary command. Without the
+// marker the answer is a verdict: the owner's refusal, "sync needed" (the
+// run goes on with the sync, the owner record already written), or
+// anything else, after which the run goes on exactly as without the fast
+// path.
+
+// fastVerdict is how a fast attempt ended.
+type fastVerdict int
+
+const (
+	fastRan        fastVerdict = iota // the command ran (code and error are its own)
+	fastSyncNeeded                    // owner recorded; sync, then run the command
+	fastFallback                      // nothing that counts happened: the ordinary path
+	fastFailed                        // the run ends with the error (refusal, interrupt, transport)
+)
+
+// fastWait bounds the wait for the verdict, like the owner check's own
+// round trip (owner.Timeout).
+var fastWait = owner.Timeout
+
+// maxHeld bounds what is held back before the marker (login noise).
+const maxHeld = 1 << 20
+
+// fastGate holds a fast attempt's output until the marker.
+type fastGate struct {
+	marker string
+	onGo   func() // at the marker, before any held output goes on
+	out    io.Writer
+	errw   io.Writer
+
+	mu      sync.Mutex
+	started bool
+	ended   bool
+	line    []byte       // the stderr line in progress
+	pre     bytes.Buffer // stderr lines before the marker
+	held    bytes.Buffer // stdout before the marker
+	goCh    chan struct{}
+	endCh   chan struct{}
+}
+
+func newFastGate(marker string, out, errw io.Writer, onGo func()) *fastGate {
+	return &fastGate{marker: marker, onGo: onGo, out: out, errw: errw, goCh: make(chan struct{}), endCh: make(chan struct{})}
+}
+
+type gateOut struct{ g *fastGate }
+type gateErr struct{ g *fastGate }
+
+func (w gateOut) Write(p []byte) (int, error) {
+	g := w.g
+	g.mu.Lock()
+	if g.started {
+		g.mu.Unlock()
+		return g.out.Write(p)
+	}
+	if !g.ended && g.held.Len() < maxHeld {
+		g.held.Write(p[:min(len(p), maxHeld-g.held.Len())])
+	}
+	g.mu.Unlock()
+	return len(p), nil
+}
+
+func (w gateErr) Write(p []byte) (int, error) {
+	g := w.g
+	g.mu.Lock()
+	if g.started {
+		g.mu.Unlock()
+		return g.errw.Write(p)
+	}
+	if g.ended {
+		g.mu.Unlock()
+		return len(p), nil
+	}
+	rest := p
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			if len(g.line) < maxHeld {
+				g.line = append(g.line, rest[:min(len(rest), maxHeld-len(g.line))]...)
+			}
+			break
+		}
+		g.line = append(g.line, rest[:i]...)
+		rest = rest[i+1:]
+		if string(g.line) == g.marker {
+			g.line = nil
+			g.onGo()
+			_, err := g.out.Write(g.held.Bytes())
+			g.held.Reset()
+			g.started = true
+			close(g.goCh)
+			g.mu.Unlock()
+			if err == nil && len(rest) > 0 {
+				_, err = g.errw.Write(rest)
+			}
+			if err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
+		if g.pre.Len() < maxHeld {
+			g.pre.Write(g.line)
+			g.pre.WriteByte('\n')
+		}
+		g.line = g.line[:0]
+	}
+	g.mu.Unlock()
+	return len(p), nil
+}
+
+// end is called once the attempt's ssh has exited.
+func (g *fastGate) end() (started bool, pre string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.ended {
+		g.ended = true
+		close(g.endCh)
+	}
+	return g.started, g.pre.String() + string(g.line)
+}
+
+func (g *fastGate) hasStarted() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.started
+}
+
+// waitGo is the command input's gate: true once the command starts, false
+// when the attempt ended without starting it (its input stays unread).
+func (g *fastGate) waitGo() bool {
+	select {
+	case <-g.goCh:
+		return true
+	case <-g.endCh:
+		select {
+		case <-g.goCh:
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// fastAttempt is what a fast attempt needs beyond the command.
+type fastAttempt struct {
+	ownerScript string              // "" when the provider keeps the owner record
+	plan        *syncer.Plan        // nil with --no-sync
+	fp          string              // the plan's fingerprint
+	announce    func()              // the run line
+	onSkip      func(time.Duration) // the sync was skipped (check took that long)
+}
+
+// fast runs the fast attempt: the command, unless the verdict sends the run
+// the ordinary way. sess is replaced when a transport failure right after a
+// fast-path resolve made the lease resolve again.
+func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, rc remotecmd.Command, a fastAttempt) (fastVerdict, int, error) {
+	d, s, l := r.d, r.s, r.lease
+	line := remotecmd.FastLine(remotecmd.FastParams{
+		Owner: a.ownerScript, Workdir: workdir, Compare: a.plan != nil, Hook: r.syncHook(), Nonce: r.runID, Command: rc,
+	})
+	start := d.Now()
+	var g *fastGate
+	g = newFastGate(remotecmd.FastMarker(r.runID), nil, nil, func() {
+		a.announce()
+		if a.plan != nil {
+			a.onSkip(d.Now().Sub(start))
+		}
+		r.announceCommand(l)
+		r.step = StepCommand
+	})
+	code, capErr, err, started := r.runCommand(ctx, *sess, rc, line, a.fp+"\n"+rc.Stdin, g)
+	if started {
+		if err != nil {
+			return fastFailed, code, err
+		}
+		code, err = r.afterCommand(ctx, *sess, workdir, rc, code, capErr)
+		return fastRan, code, err
+	}
+	if ctx.Err() != nil {
+		// The command may have started just as the interrupt came, its
+		// marker unread: stop it (a no-op when it never started).
+		r.stopRemoteQuiet(ctx, *sess, rc.PIDFile)
+		return fastFailed, exitcode.Interrupted, context.Canceled
+	}
+	_, pre := g.end()
+	switch {
+	case err != nil && exitcode.Code(err) == exitcode.Transport && r.mayReconfirm(ctx, err):
+		ns, rerr := r.reconfirm(ctx, *sess, err)
+		if rerr != nil {
+			return fastFailed, -1, rerr
+		}
+		*sess = ns
+		return fastFallback, 0, nil
+	case err != nil:
+		return fastFailed, -1, err
+	}
+	hasOwner := strings.Contains(pre, "crabbox-owner owner ")
+	switch {
+	case code == remotecmd.FastSyncNeeded && strings.Contains(pre, remotecmd.FastSyncLine(r.runID)):
+		return fastSyncNeeded, 0, nil
+	case a.ownerScript != "" && hasOwner && code != 0:
+		res, perr := owner.ParseResult(l, code, pre, lastProtocolLine(pre))
+		if perr != nil {
+			return fastFailed, -1, perr
+		}
+		if derr := d.Owner.Decide(l, s.Reclaim, res, takeOverRun); derr != nil {
+			if l.Adopted {
+				r.lease = nil // its claim is gone again: no "kept" hint
+			}
+			return fastFailed, -1, derr
+		}
+	}
+	return fastFallback, 0, nil
+}
+
+// takeOverRun is the owner refusal's take-over command for a run.
+func takeOverRun(ident string) string { return "crabbox run --reclaim --id " + ident + " -- …" }
+
+// lastProtocolLine is the last line of pre that is not a verdict line.
+func lastProtocolLine(pre string) string {
+	lines := strings.Split(strings.TrimSpace(pre), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if !strings.HasPrefix(lines[i], "crabbox-owner ") {
+			return lines[i]
+		}
+	}
+	return ""
+}
+
+// withVerdictDeadline is ctx for an attempt's ssh that is cancelled when no
+// verdict came within fastWait; timedOut reports that it was.
+func withVerdictDeadline(ctx context.Context, g *fastGate) (context.Context, func(), func() bool) {
+	cctx, cancel := context.WithCancel(ctx)
+	var mu sync.Mutex
+	fired := false
+	t := time.AfterFunc(fastWait, func() {
+		if !g.hasStarted() {
+			mu.Lock()
+			fired = true
+			mu.Unlock()
+			cancel()
+		}
+	})
+	return cctx, func() { t.Stop(); cancel() }, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return fired
+	}
+}
+
+// fastTimeoutError is the verdict that never came.
+func fastTimeoutError(ws string) error {
+	return exitcode.Errorf(exitcode.Transport, "no answer from %s to the owner and sync check within %s; %s", ws, fastWait, exitcode.NextAction("retry"))
+}

@@ -1,0 +1,244 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/remotecmd"
+	"github.com/crabbox-dev/crabbox/internal/syncer"
+)
+
+// newSyncHarness is a harness whose runs sync a real git repository into
+// the "workspace" (rsync runs with a remote shell that is this machine).
+func newSyncHarness(t *testing.T) *harness {
+	t.Helper()
+	if _, err := exec.LookPath("rsync"); err != nil {
+		t.Skip("rsync not installed")
+	}
+	h := newHarness(t)
+	rsh := filepath.Join(t.TempDir(), "fake-ssh")
+	script := "#!/bin/bash\n# fake-ssh [-l user] host command...\nif [ \"$1\" = -l ]; then shift 2; fi\nshift\nexec bash -c \"$*\"\n"
+	if err := os.WriteFile(rsh, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.lb.rsh = rsh
+	git := func(args ...string) {
+		cmd := exec.Command("git", append([]string{"-C", h.repo}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	git("init", "-q")
+	h.writeRepo(t, "a.txt", "alpha\n")
+	git("add", "-A")
+	git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "c")
+	return h
+}
+
+func (h *harness) writeRepo(t *testing.T, rel, content string) {
+	t.Helper()
+	p := filepath.Join(h.repo, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *harness) syncSpec(argv ...string) Spec {
+	s := h.spec(argv...)
+	s.NoSync, s.Ident = false, "blue"
+	s.Sync = syncer.DefaultOptions()
+	return s
+}
+
+// sessions are the remote command lines the run sent over ssh since
+// call index from, and how many git processes it ran.
+func (h *harness) sessions(from int) (lines []string, git int) {
+	for _, c := range h.lb.calls()[from:] {
+		switch {
+		case strings.HasPrefix(c, "git "):
+			git++
+		case strings.HasPrefix(c, "ssh ") && strings.Contains(c, " -- "):
+			lines = append(lines, c)
+		}
+	}
+	return lines, git
+}
+
+// A warm run with nothing changed is one round trip (owner check, skip
+// check and command together) and the scan one git process besides the
+// repository name; output, exit code and the record are as for a sync
+// that was skipped.
+func TestRunWarmNoChangeOneRoundTrip(t *testing.T) {
+	h := newSyncHarness(t)
+	if _, err := Run(context.Background(), h.deps, h.syncSpec("true")); err != nil {
+		t.Fatalf("first run: %v\n%s", err, h.notes)
+	}
+	first, _ := h.sessions(0)
+	if len(first) < 3 {
+		t.Fatalf("the first run used %d round trips, a sync needs more:\n%s", len(first), strings.Join(first, "\n"))
+	}
+	from := len(h.lb.calls())
+	h.notes.Reset()
+	out, err := Run(context.Background(), h.deps, h.syncSpec("sh", "-c", "cat a.txt; echo oops >&2"))
+	if err != nil || out.Exit != 0 {
+		t.Fatalf("exit %d err %v\n%s", out.Exit, err, h.notes)
+	}
+	lines, git := h.sessions(from)
+	if git != 2 {
+		for _, c := range h.lb.calls()[from:] {
+			if strings.HasPrefix(c, "git ") {
+				t.Log(c)
+			}
+		}
+	}
+	if len(lines) != 1 || git != 2 {
+		t.Errorf("warm run: %d round trips, %d git processes; want 1 and 2 (repository name, status):\n%s", len(lines), git, strings.Join(lines, "\n"))
+	}
+	if h.out.String() != "alpha\n" {
+		t.Errorf("stdout %q", h.out)
+	}
+	if !strings.HasSuffix(h.errOut.String(), "oops\n") || strings.Contains(h.errOut.String(), "crabbox-") {
+		t.Errorf("stderr %q: the command's, without the protocol's lines", h.errOut)
+	}
+	notes := h.notes.String()
+	iRun, iSkip, iRunning := strings.Index(notes, "run "+out.RunID), strings.Index(notes, "No changes detected, skipping sync"), strings.Index(notes, "running on ws")
+	if iRun < 0 || iSkip < iRun || iRunning < iSkip {
+		t.Errorf("notes out of order or missing:\n%s", notes)
+	}
+	rec, err := h.store.Get(out.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var phases []string
+	for _, p := range rec.Phases {
+		phases = append(phases, p.Name+map[bool]string{true: "(skipped)"}[p.Skipped])
+	}
+	want := []string{"sync.manifest", "sync.fingerprint", "sync.prepare", "sync.rsync(skipped)", "sync.finalize(skipped)", "release(skipped)"}
+	if !rec.SyncSkipped || !slices.Equal(phases, want) || rec.Workdir == "" || rec.LeaseID != "cbx_0123456789ab" {
+		t.Errorf("record: skipped=%v phases %q (want %q) workdir %q lease %q", rec.SyncSkipped, phases, want, rec.Workdir, rec.LeaseID)
+	}
+	log, _, _ := h.store.ReadLog(out.RunID, 0)
+	if !strings.Contains(log, "alpha") || strings.Contains(log, "crabbox-fast") {
+		t.Errorf("log %q", log)
+	}
+	// The command's exit code is the run's.
+	from = len(h.lb.calls())
+	if out, err := Run(context.Background(), h.deps, h.syncSpec("sh", "-c", "exit 3")); exitcode.Code(err) != 3 || out.Exit != 3 || out.State != "failed" {
+		t.Errorf("exit %d err %v state %s", out.Exit, err, out.State)
+	}
+	if lines, _ := h.sessions(from); len(lines) != 1 {
+		t.Errorf("a failing command: %d round trips, want 1", len(lines))
+	}
+}
+
+// A change answers "sync needed": the run syncs and runs the command as
+// without the fast path, and piped stdin reaches the command whole (the
+// attempt that did not start it read none of it).
+func TestRunFastSyncNeededKeepsStdin(t *testing.T) {
+	h := newSyncHarness(t)
+	if _, err := Run(context.Background(), h.deps, h.syncSpec("true")); err != nil {
+		t.Fatalf("first run: %v\n%s", err, h.notes)
+	}
+	h.writeRepo(t, "a.txt", "changed\n")
+	from := len(h.lb.calls())
+	h.out.Reset()
+	payload := random(t, 1<<20)
+	s := h.syncSpec("sh", "-c", "cat a.txt; sha256sum | cut -c1-64")
+	s.Stdin = bytes.NewReader(payload)
+	out, err := runBounded(t, context.Background(), h, s)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, h.notes)
+	}
+	if want := "changed\n" + sha(payload) + "\n"; h.out.String() != want {
+		t.Errorf("stdout %q, want %q", h.out, want)
+	}
+	lines, _ := h.sessions(from)
+	if len(lines) < 3 || !strings.Contains(lines[0], "crabbox-fast") {
+		t.Errorf("round trips:\n%s", strings.Join(lines, "\n"))
+	}
+	rec, _ := h.store.Get(out.RunID)
+	if rec.SyncSkipped {
+		t.Error("record says the sync was skipped")
+	}
+	// And the next run is one round trip again.
+	from = len(h.lb.calls())
+	if _, err := Run(context.Background(), h.deps, h.syncSpec("true")); err != nil {
+		t.Fatal(err)
+	}
+	if lines, _ := h.sessions(from); len(lines) != 1 {
+		t.Errorf("after the sync: %d round trips, want 1", len(lines))
+	}
+}
+
+// Another machine's owner record refuses the fast attempt: nothing runs,
+// and the record is not rewritten.
+func TestRunFastRefusedByAnotherOwner(t *testing.T) {
+	h := newSyncHarness(t)
+	if _, err := Run(context.Background(), h.deps, h.syncSpec("true")); err != nil {
+		t.Fatalf("first run: %v\n%s", err, h.notes)
+	}
+	rec := `{"machineId":"other-machine","leaseId":"cbx_999999999999","createdAt":"2026-01-01T00:00:00Z"}`
+	ownerFile := filepath.Join(h.workDir, remotecmd.OwnerFile)
+	if err := os.WriteFile(ownerFile, []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(t.TempDir(), "ran")
+	from := len(h.lb.calls())
+	_, err := Run(context.Background(), h.deps, h.syncSpec("touch", marker))
+	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "other-machine") || !strings.Contains(err.Error(), "crabbox run --reclaim --id") {
+		t.Fatalf("err %v (exit %d)", err, exitcode.Code(err))
+	}
+	if _, serr := os.Stat(marker); serr == nil {
+		t.Error("the command ran on a machine another state dir owns")
+	}
+	if b, _ := os.ReadFile(ownerFile); string(b) != rec {
+		t.Errorf("owner record changed: %s", b)
+	}
+	if lines, _ := h.sessions(from); len(lines) != 1 {
+		t.Errorf("%d round trips for a refusal, want 1", len(lines))
+	}
+}
+
+// The gate: nothing passes before the marker (split across writes), the
+// held stdout follows onGo, and what follows the marker passes.
+func TestFastGate(t *testing.T) {
+	var out, errb, order bytes.Buffer
+	g := newFastGate("crabbox-fast r go", &out, &errb, func() { order.WriteString("go;") })
+	o, e := gateOut{g}, gateErr{g}
+	o.Write([]byte("noise-out\n"))
+	e.Write([]byte("crabbox-owner owner - - -\nlogin noise\ncrabbox-fa"))
+	if out.Len() != 0 || errb.Len() != 0 || order.Len() != 0 {
+		t.Fatalf("passed before the marker: %q %q", out.String(), errb.String())
+	}
+	e.Write([]byte("st r go\ncommand err\n"))
+	o.Write([]byte("command out\n"))
+	started, pre := g.end()
+	if !started || order.String() != "go;" || out.String() != "noise-out\ncommand out\n" || errb.String() != "command err\n" {
+		t.Errorf("started=%v order %q out %q err %q", started, order.String(), out.String(), errb.String())
+	}
+	if pre != "crabbox-owner owner - - -\nlogin noise\n" {
+		t.Errorf("pre %q", pre)
+	}
+	if !g.waitGo() {
+		t.Error("waitGo false after the marker")
+	}
+	// Without the marker nothing passes and the input stays unread.
+	out.Reset()
+	g2 := newFastGate("crabbox-fast r go", &out, &errb, func() { t.Error("onGo without a marker") })
+	gateOut{g2}.Write([]byte("x\n"))
+	gateErr{g2}.Write([]byte("crabbox-fast r sync\n"))
+	if started, pre := g2.end(); started || pre != "crabbox-fast r sync\n" || out.Len() != 0 || g2.waitGo() {
+		t.Errorf("started=%v pre %q out %q", started, pre, out.String())
+	}
+}
