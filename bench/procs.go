@@ -12,8 +12,9 @@ import (
 var counted = []string{"coder", "ssh", "rsync", "git"}
 
 // counter is a directory of wrapper scripts, first on PATH, one per
-// counted program: each appends its name and argv to a log and execs the
-// real binary.
+// counted program: each appends its name and argv (one NUL-terminated
+// record; an argument may hold newlines) to a log and execs the real
+// binary.
 type counter struct {
 	log     string
 	environ []string
@@ -40,7 +41,7 @@ func (b *bench) counter() (*counter, error) {
 			}
 			real = p
 		}
-		script := fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' %q\" $*\" >> %q\nexec %q \"$@\"\n", name, c.log, real)
+		script := fmt.Sprintf("#!/bin/sh\nprintf '%%s\\0' %q\" $*\" >> %q\nexec %q \"$@\"\n", name, c.log, real)
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o755); err != nil {
 			return nil, err
 		}
@@ -67,12 +68,18 @@ func (c *counter) count(f func() error) (map[string]int, error) {
 		return nil, err
 	}
 	n := map[string]int{}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if name, _, _ := strings.Cut(line, " "); name != "" {
+	var seen []string
+	for _, rec := range strings.Split(string(b), "\x00") {
+		if name, _, _ := strings.Cut(rec, " "); name != "" {
 			n[name]++
+			short := strings.Join(strings.Fields(rec), " ")
+			if len(short) > 100 {
+				short = short[:100] + "…"
+			}
+			seen = append(seen, short)
 		}
 	}
-	logf("  programs: %s", strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", " | "))
+	logf("  programs:\n    %s", strings.Join(seen, "\n    "))
 	return n, nil
 }
 
