@@ -36,6 +36,29 @@ func masterPIDs(workspace string) []int {
 	return out
 }
 
+// stdioProxies are the live `coder ssh --stdio` processes for workspace
+// (the tunnels' ProxyCommands; a master's own command line only names one).
+func stdioProxies(workspace string) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		argv := bytes.Split(bytes.TrimSuffix(b, []byte{0}), []byte{0})
+		if len(argv) > 2 && filepath.Base(string(argv[0])) == "coder" && string(argv[1]) == "ssh" &&
+			bytes.Contains(b, []byte("--stdio")) && bytes.Contains(b, []byte(workspace)) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
 // setPersist appends ssh.persist to the world's user config.
 func (w *world) setPersist(v string) {
 	w.t.Helper()
@@ -65,6 +88,10 @@ func TestPersistentTunnelReusedAcrossRuns(t *testing.T) {
 	if len(masters) != 1 {
 		t.Fatalf("masters after warmup (crabbox exited) = %v, want 1", masters)
 	}
+	proxy := stdioProxies(l.workspace)
+	if len(proxy) != 1 {
+		t.Fatalf("coder ssh --stdio processes after warmup = %v, want 1", proxy)
+	}
 	for i := 0; i < 3; i++ {
 		r := w.must("run", "--coder-cli", f.wrapper, "--id", l.id, "--", "echo", "warm-"+strconv.Itoa(i))
 		if !strings.Contains(r.stdout, "warm-"+strconv.Itoa(i)) {
@@ -80,10 +107,21 @@ func TestPersistentTunnelReusedAcrossRuns(t *testing.T) {
 	if got := masterPIDs(l.workspace); len(got) != 1 || got[0] != masters[0] {
 		t.Errorf("masters after the runs = %v, want the warmup's %v", got, masters)
 	}
+	// The one tunnel process, counted live: the warmup's proxy still runs.
+	if got := stdioProxies(l.workspace); len(got) != 1 || got[0] != proxy[0] {
+		t.Errorf("coder ssh --stdio processes after the runs = %v, want the warmup's %v", got, proxy)
+	}
 	w.must("stop", "--coder-cli", f.wrapper, l.id)
 	w.assertReleased(l.id, l.workspace)
 	if got := masterPIDs(l.workspace); len(got) != 0 {
 		t.Errorf("masters after stop = %v, want none", got)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(stdioProxies(l.workspace)) != 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := stdioProxies(l.workspace); len(got) != 0 {
+		t.Errorf("coder ssh --stdio processes after stop = %v, want none", got)
 	}
 }
 
