@@ -26,6 +26,9 @@ func figWarm(b *bench) ([]row, error) {
 		if _, err := b.warmRun(l, nil, nil)(); err != nil { // the master is up
 			return nil, err
 		}
+		if b.liveMasters() == 0 {
+			return nil, fmt.Errorf("no persistent ssh master after a run (ssh.persist 0?): figure %s needs one", c.name)
+		}
 		logf("%s", c.name)
 		fl, cb, err := interleave(*pairs, b.floor(l), b.warmRun(l, nil, nil))
 		if err != nil {
