@@ -38,9 +38,12 @@ demo: build lab-setup
 	scripts/demo.sh
 
 # Interleaved A/B pairs against the raw floor on a private lab; prints
-# medians and ratios (numbers in docs/performance.md).
+# medians, min-max and ratios (numbers in docs/performance.md). E.g.
+# BENCH_FLAGS='-only warm,sync -pairs 3 -lab-state /tmp/devlab' for a quick
+# run on a lab that is already up.
+BENCH_FLAGS ?=
 bench: lab-setup
-	$(GO) run ./bench
+	$(GO) run ./bench $(BENCH_FLAGS)
 
 # Each fuzz target for FUZZTIME (default 30s); `make test` runs their seed
 # corpora as ordinary tests.

@@ -303,3 +303,57 @@ func TestReleaseEndsPersistentMasterBeforeStop(t *testing.T) {
 		t.Errorf("a stopped lease's socket was left behind: %q", callsOf(h2, "ssh"))
 	}
 }
+
+// The tunnel opened during the listing goes by name; its master is keyed
+// by the claim's workspace ID. When the listing does not confirm that ID
+// (the workspace was deleted and recreated under the same name), the
+// master must not outlive the run, or the next run's fast path would take
+// the new workspace for the claim's. Positive control: a confirmed
+// listing keeps it.
+func TestSpeculativeMasterEndedUnlessListingConfirms(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		row     wsRow
+		wantErr bool
+		ended   bool
+	}{
+		{"recreated under the same name", readyRow("alice", blueName, "ws2"), true, true},
+		{"confirmed", readyRow("alice", blueName, "ws1"), false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMachine(t)
+			h := warmHarness(t, m)
+			h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1", "state", StateReady))
+			h.whoami()
+			// The listing answers only once the speculative master is up.
+			h.fake.On(argvList, execx.Reply{Stdout: rowsJSON(tc.row), Do: func(execx.Call) {
+				deadline := time.Now().Add(5 * time.Second)
+				for !hasCall(callsOf(h, "ssh"), "ssh -f -N") && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+				}
+			}})
+			_, err := h.p.Resolve(context.Background(), prepareReq(h))
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Resolve error %v, want error %v", err, tc.wantErr)
+			}
+			ssh := callsOf(h, "ssh")
+			if !hasCall(ssh, "ssh -f -N") {
+				t.Fatalf("no speculative master was started: %q", ssh)
+			}
+			if got := hasCall(ssh, "ssh -O exit"); got != tc.ended {
+				t.Errorf("master ended = %v, want %v: %q", got, tc.ended, ssh)
+			}
+			if err := h.p.Tunnels.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// The next run: with the master ended it finds none and lists.
+			h2 := warmHarness(t, m)
+			h2.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1", "state", StateReady))
+			h2.whoami().list(tc.row)
+			h2.p.Resolve(context.Background(), prepareReq(h2))
+			if fast := len(callsOf(h2, "coder")) == 0; fast == tc.ended {
+				t.Errorf("next run took the fast path = %v, want %v: %q", fast, !tc.ended, h2.argvs())
+			}
+		})
+	}
+}

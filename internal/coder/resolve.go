@@ -23,7 +23,7 @@ func (p *Provider) Resolve(ctx context.Context, req ResolveRequest) (*Lease, err
 		return l, err
 	}
 	spec := p.speculate(ctx, ident, req)
-	defer spec.abandon()
+	defer spec.discard(p)
 	var matched, cs []claims.Claim
 	s, err := p.inventory(ctx, func(who WhoAmI) bool {
 		matched, cs = nil, p.coderClaims(who) // read (and warned about) once
@@ -54,8 +54,9 @@ func (p *Provider) Resolve(ctx context.Context, req ResolveRequest) (*Lease, err
 	}
 	if spec.confirms(l) {
 		req.Ready = nil // the tunnel opened during the listing already answered
+		spec.keep()
 	} else {
-		spec.abandon()
+		spec.discard(p)
 	}
 	return p.prepare(ctx, l, s, req)
 }
@@ -68,12 +69,20 @@ func (p *Provider) Resolve(ctx context.Context, req ResolveRequest) (*Lease, err
 // the ordinary path runs. `coder ssh` may start a stopped workspace, so this
 // is only done in Prepare mode, which starts it anyway, and never when the
 // claim belongs to another repository (refused before any mutation).
+//
+// The tunnel is opened by name, so it reaches whatever workspace has that
+// name now; its master is keyed by the claim's workspace ID. Unless the
+// listing confirms that ID, the master is ended (discard): kept persistent,
+// it would let the next run's fast path take a workspace recreated under
+// the same name for the claim's.
 type speculation struct {
 	workspaceID string
+	lease       *Lease
 	cancel      context.CancelFunc
 	done        chan error
 	err         error
 	finished    bool
+	settled     bool // kept or discarded
 }
 
 func (p *Provider) speculate(ctx context.Context, ident string, req ResolveRequest) *speculation {
@@ -89,7 +98,7 @@ func (p *Provider) speculate(ctx context.Context, ident string, req ResolveReque
 		return nil
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	sp := &speculation{workspaceID: hit.WorkspaceID, cancel: cancel, done: make(chan error, 1)}
+	sp := &speculation{workspaceID: hit.WorkspaceID, lease: l, cancel: cancel, done: make(chan error, 1)}
 	open := req.Open
 	if open == nil {
 		open = req.Ready
@@ -115,6 +124,27 @@ func (sp *speculation) abandon() {
 	}
 	sp.cancel()
 	sp.wait()
+}
+
+// keep marks the speculative tunnel as the lease's: discard leaves it.
+func (sp *speculation) keep() {
+	if sp != nil {
+		sp.settled = true
+	}
+}
+
+// discard abandons the speculative wait and, unless it was kept, ends the
+// persistent master it may have left up (once).
+func (sp *speculation) discard(p *Provider) {
+	if sp == nil {
+		return
+	}
+	sp.abandon()
+	if sp.settled {
+		return
+	}
+	sp.settled = true
+	p.closeMaster(sp.lease)
 }
 
 func (sp *speculation) wait() {
