@@ -88,6 +88,12 @@ func ParseJUnit(name string, data []byte) (Summary, error) {
 		g := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		t, f, e, s, sec := g.totals()
+		if g.suite {
+			sum.addTiming(g.name, sec)
+			if g.file != "" && g.file != g.name {
+				sum.addTiming(g.file, sec)
+			}
+		}
 		if len(stack) == 0 {
 			sum.Tests, sum.Failures, sum.Errors, sum.Skipped, sum.TimeSeconds = t, f, e, s, sec
 			rootEnd = true

@@ -2,6 +2,7 @@ package results
 
 import (
 	"encoding/json"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -292,4 +293,32 @@ func FuzzParseJUnit(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// Suite timings are kept by name and file, nested suites included, and add
+// up across reports; a report without suites has none.
+func TestTimings(t *testing.T) {
+	a, err := ParseJUnit("a.xml", []byte(`<testsuites><testsuite name="pkg/a" file="a_test.go" time="2.5"><testcase name="x" time="2.5"/></testsuite><testsuite name="pkg/b"><testcase name="y" time="0.75"/></testsuite></testsuites>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ParseJUnit("b.xml", []byte(`<testsuite name="pkg/a" time="1"><testcase name="z"/></testsuite>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"pkg/a": 2.5, "a_test.go": 2.5, "pkg/b": 0.75}
+	if !maps.Equal(a.Timings, want) {
+		t.Fatalf("timings = %v, want %v", a.Timings, want)
+	}
+	m := Merge(a, b)
+	if m.Timings["pkg/a"] != 3.5 || m.Timings["pkg/b"] != 0.75 {
+		t.Fatalf("merged timings = %v", m.Timings)
+	}
+	none, err := ParseJUnit("c.xml", []byte(`<testsuites tests="0"></testsuites>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if none.Timings != nil {
+		t.Fatalf("timings without suites = %v", none.Timings)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -84,6 +85,11 @@ type Spec struct {
 	// raw bytes instead of Stdout/Stderr and the run log; the log notes the
 	// capture and its size. See LocalOutputPaths and CheckLocalOutputs.
 	CaptureStdout, CaptureStderr string
+	// Shard, when set, makes this run one shard of a sharded run (run
+	// --shards): recorded in its record, and the command gets
+	// CRABBOX_SHARD_INDEX and CRABBOX_SHARD_TOTAL, and with Items
+	// CRABBOX_SHARD_ITEMS, the remote file holding them one per line.
+	Shard *runs.Shard
 }
 
 // Deps are the services a run uses.
@@ -171,6 +177,7 @@ func Run(ctx context.Context, d Deps, s Spec) (Outcome, error) {
 	defer abortCaptures(r.caps) // a no-op for the committed ones
 	r.rec, err = d.Runs.Start(runs.Record{
 		ID: r.runID, Provider: d.Provider.Name(), RepoRoot: s.RepoRoot, Command: s.commandWords(), Shell: s.Shell && s.Script == nil, StartedAt: d.Now(),
+		Shard: s.Shard,
 	})
 	if err != nil {
 		return Outcome{RunID: r.runID, Exit: exitcode.Code(err), Timing: r.timing}, err
@@ -291,13 +298,23 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	// The run's machine, in its environment: another machine's owner
 	// check sees this run as in progress while it lives.
 	vars["CRABBOX_MACHINE_ID"] = machine
+	items, always := "", 4 // the variables every run has
+	if sh := s.Shard; sh != nil {
+		always += 2
+		vars["CRABBOX_SHARD_INDEX"], vars["CRABBOX_SHARD_TOTAL"] = strconv.Itoa(sh.Index), strconv.Itoa(sh.Total)
+		if len(sh.Items) > 0 {
+			vars["CRABBOX_SHARD_ITEMS"] = remotecmd.ItemsFile(workdir, r.runID)
+			items = strings.Join(sh.Items, "\n") + "\n"
+			always++
+		}
+	}
 	r.envNames = envfwd.Names(vars)
-	if len(r.envNames) > 4 {
+	if len(r.envNames) > always {
 		r.notef("env forwarded: %s", strings.Join(r.envNames, ","))
 	}
 	p := remotecmd.Params{
 		Workdir: workdir, Subdir: s.Subdir, RunID: r.runID, Argv: s.Argv, Shell: s.Shell || remotecmd.NeedsShell(s.Argv),
-		ResultsAuto: s.ResultsAuto, Env: envfwd.Render(vars), ForwardStdin: s.Stdin != nil,
+		ResultsAuto: s.ResultsAuto, Env: envfwd.Render(vars), ForwardStdin: s.Stdin != nil, Items: items,
 	}
 	if s.Script != nil {
 		p.Shell, p.UserScript = false, &remotecmd.UserScript{Body: string(s.Script.Body)}
