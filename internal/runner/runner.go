@@ -90,6 +90,10 @@ type Spec struct {
 	// CRABBOX_SHARD_INDEX and CRABBOX_SHARD_TOTAL, and with Items
 	// CRABBOX_SHARD_ITEMS, the remote file holding them one per line.
 	Shard *runs.Shard
+	// RunID, when set, is the run's ID (lease.NewRunID's form), chosen by
+	// a caller that names the run before it starts (a sharded run's
+	// parent record); "" makes a new one.
+	RunID string
 }
 
 // Deps are the services a run uses.
@@ -164,7 +168,11 @@ func Run(ctx context.Context, d Deps, s Spec) (Outcome, error) {
 	if d.EndProgress == nil {
 		d.EndProgress = func(error) {}
 	}
-	r := &run{d: d, s: s, runID: lease.NewRunID(), fresh: s.Ident == "", step: StepLease,
+	id := s.RunID
+	if id == "" {
+		id = lease.NewRunID()
+	}
+	r := &run{d: d, s: s, runID: id, fresh: s.Ident == "", step: StepLease,
 		timing: map[string]any{"provider": d.Provider.Name()}}
 	// Local outputs are checked and made before anything runs.
 	var err error
