@@ -12,10 +12,9 @@ const MaxHistory = 5
 // Seconds are item timings learnt from earlier sharded runs of command in
 // repoRoot (parents, newest first, as runs.Store.List returns them; child
 // reads a shard's record). The newest run that ran an item decides: the
-// item's JUnit suite time when the shard's report has one, else an even
-// share of what is left of the shard's command time once its timed items
-// are taken out. Interrupted shards and shards whose command never ran
-// teach nothing.
+// item's JUnit suite time (0 when the shard's report has none) plus an
+// even share of the shard's command time the reports do not account for.
+// Interrupted shards and shards whose command never ran teach nothing.
 func Seconds(parents []runs.Record, child func(id string) (*runs.Record, error), repoRoot string, command []string) map[string]float64 {
 	out := map[string]float64{}
 	used := 0
@@ -46,25 +45,21 @@ func learn(out map[string]float64, c *runs.Record, commandSec float64) {
 	if c.Results != nil {
 		timings = c.Results.Timings
 	}
-	rest := commandSec
-	var untimed []string
-	for _, it := range c.Shard.Items {
+	items := c.Shard.Items
+	own := make([]float64, len(items))
+	var sum float64
+	for i, it := range items {
 		if sec, ok := lookup(timings, it); ok {
-			rest -= sec
-			if _, seen := out[it]; !seen {
-				out[it] = sec
-			}
-			continue
+			own[i] = sec
+			sum += sec
 		}
-		untimed = append(untimed, it)
 	}
-	if len(untimed) == 0 {
-		return
-	}
-	share := max(rest, 0) / float64(len(untimed))
-	for _, it := range untimed {
+	// What the reports do not account for (building, start-up, untimed
+	// items) is shared evenly.
+	share := max(commandSec-sum, 0) / float64(len(items))
+	for i, it := range items {
 		if _, seen := out[it]; !seen {
-			out[it] = share
+			out[it] = own[i] + share
 		}
 	}
 }

@@ -178,7 +178,7 @@ func TestSecondsFromHistory(t *testing.T) {
 	parents := []runs.Record{
 		{ID: "other", RepoRoot: "/repo", Command: []string{"go", "vet"}, Shards: []runs.ShardRef{{RunID: "run_old1", State: "succeeded", CommandMs: 99000}}},
 		{ID: "new", RepoRoot: "/repo", Command: cmd, Shards: []runs.ShardRef{
-			{RunID: "run_new1", State: "succeeded", CommandMs: 10000},
+			{RunID: "run_new1", State: "succeeded", CommandMs: 11000},
 			{RunID: "run_new2", State: "failed", CommandMs: 3000},
 			{RunID: "run_int", State: "interrupted", CommandMs: 5000},
 			{RunID: "run_gone", State: "succeeded", CommandMs: 5000},
@@ -187,10 +187,10 @@ func TestSecondsFromHistory(t *testing.T) {
 		{ID: "elsewhere", RepoRoot: "/other", Command: cmd, Shards: []runs.ShardRef{{RunID: "run_int", State: "succeeded", CommandMs: 1000}}},
 	}
 	got := Seconds(parents, get, "/repo", cmd)
-	// a: its JUnit time in the newest run; b, c: the rest of that shard's
-	// 10 s; d: its shard's time; e: the old run's share (a's 2 s known
-	// there too is not its own JUnit time: 20 s over a and e).
-	want := map[string]float64{"a": 2, "b": 4, "c": 4, "d": 3, "e": 10}
+	// The newest shard of a, b, c took 11 s, 2 of them a's own (JUnit):
+	// the other 9 are shared, so a 2+3, b and c 3; d: its shard's time;
+	// e: half of the old run's 20 s (a is known from the newer run).
+	want := map[string]float64{"a": 5, "b": 3, "c": 3, "d": 3, "e": 10}
 	if !maps.Equal(got, want) {
 		t.Fatalf("Seconds = %v, want %v", got, want)
 	}
