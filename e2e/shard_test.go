@@ -244,3 +244,147 @@ func TestShardGoSuite(t *testing.T) {
 	}
 	w.assertNoneRunning(ws)
 }
+
+// shardLeases are the lease IDs a sharded run's stderr names.
+var shardLeaseRe = regexp.MustCompile(`(?m)^shard (\d)/4 run=(run_\w+) lease=(cbx_\w+|-) state=(\w+) exit=(\d+)`)
+
+type shardLine struct {
+	run, lease, state string
+	exit              int
+}
+
+func shardLines(t *testing.T, stderr string) map[int]shardLine {
+	t.Helper()
+	out := map[int]shardLine{}
+	for _, m := range shardLeaseRe.FindAllStringSubmatch(stderr, -1) {
+		i, _ := strconv.Atoi(m[1])
+		e, _ := strconv.Atoi(m[5])
+		out[i] = shardLine{run: m[2], lease: m[3], state: m[4], exit: e}
+	}
+	if len(out) != 4 {
+		t.Fatalf("timing lines for %d shards, want 4:\n%s", len(out), stderr)
+	}
+	return out
+}
+
+// cleanupAll expires every claim and runs cleanup (what a user does after
+// a crash), then checks nothing of ws runs.
+func (w *world) cleanupAll(ws map[int]string) {
+	w.t.Helper()
+	for _, c := range w.claims().Claims {
+		w.expireClaim(c.LeaseID)
+	}
+	w.must("cleanup")
+	w.assertNoneRunning(ws)
+}
+
+// The fault and kill cases of issue 12 item 4, on fresh leases: one
+// shard's coder create fails, one shard's tunnel drops mid-command, an
+// interrupt, and a SIGKILL of crabbox. The other shards' results are
+// kept, the failure is named, and nothing runs afterwards (after cleanup
+// for the kill).
+func TestShardFaults(t *testing.T) {
+	t.Parallel()
+	t.Run("create-fails", func(t *testing.T) {
+		w := newWorld(t)
+		f := newFaults(t)
+		f.set("create 3 fail")
+		r := w.runLong(nil, f.args("run", "--shards", "4", "--", "sh", "-c", `echo "hello from $CRABBOX_SHARD_INDEX/$CRABBOX_SHARD_TOTAL"`)...)
+		ws := w.shardWorkspaces(r.stderr)
+		lines := shardLines(t, r.stderr)
+		failed := 0
+		for i, l := range lines {
+			switch l.state {
+			case "succeeded":
+				if !strings.Contains(r.stdout, fmt.Sprintf("[%d/4] hello from %d/4", i, i)) {
+					t.Errorf("shard %d's output missing:\n%s", i, r.stdout)
+				}
+			case "failed":
+				failed = i
+				if !strings.Contains(r.stderr, fmt.Sprintf("failing=shard %d/4 (lease,", i)) {
+					t.Errorf("the summary does not name shard %d's lease failure:\n%s", i, r.stderr)
+				}
+				if r.code != l.exit || r.code == 0 {
+					t.Errorf("exit %d, want the failing shard's %d", r.code, l.exit)
+				}
+			}
+		}
+		if failed == 0 || f.count("create", "fail") != 1 {
+			t.Fatalf("want exactly one shard failed by the injected create failure; lines %+v, faults %v", lines, f.injected())
+		}
+		w.cleanupAll(ws)
+	})
+
+	t.Run("tunnel-drops-on-shard-2", func(t *testing.T) {
+		w := newWorld(t)
+		f := newFaults(t)
+		dir := t.TempDir()
+		drop := filepath.Join(dir, "drop")
+		f.set("ssh * drop-on " + drop)
+		// Shard 2 waits until the others' commands ran, then drops its
+		// tunnel (the wrapper kills every proxy open when the file
+		// appears; the others are done by then).
+		script := fmt.Sprintf(`if [ "$CRABBOX_SHARD_INDEX" = 2 ]; then for i in $(seq 600); do [ "$(ls %[1]s/done.* 2>/dev/null | wc -l)" -ge 3 ] && break; sleep 0.2; done; sleep 4; touch %[2]s; sleep 90; else touch %[1]s/done.$CRABBOX_SHARD_INDEX; echo fine; fi`, dir, drop)
+		r := w.runLong(nil, f.args("run", "--shards", "4", "--", script)...)
+		ws := w.shardWorkspaces(r.stderr)
+		lines := shardLines(t, r.stderr)
+		wantCode(t, r, 7, "a dropped tunnel on shard 2")
+		for i, l := range lines {
+			want := "succeeded"
+			if i == 2 {
+				want = "failed"
+			}
+			if l.state != want {
+				t.Errorf("shard %d %s, want %s", i, l.state, want)
+			}
+		}
+		wantStderr(t, r, "failing=shard 2/4 (command,")
+		w.assertNoneRunning(ws)
+		if n := procCmdlinesContaining("sleep 90"); n != 0 {
+			t.Errorf("%d processes of shard 2's command still run", n)
+		}
+		w.cleanupAll(ws)
+	})
+
+	t.Run("interrupt", func(t *testing.T) {
+		w := newWorld(t)
+		dir := t.TempDir()
+		p := w.start("", nil, "run", "--shards", "4", "--", fmt.Sprintf(`touch %s/started.$CRABBOX_SHARD_INDEX; sleep 120`, dir))
+		waitUntil(t, 3*time.Minute, "all 4 commands to start", p, func() bool {
+			m, _ := filepath.Glob(filepath.Join(dir, "started.*"))
+			return len(m) == 4
+		})
+		p.cmd.Process.Signal(os.Interrupt)
+		r := p.wait(2 * time.Minute)
+		ws := w.shardWorkspaces(r.stderr)
+		wantCode(t, r, 130, "interrupted sharded run")
+		if len(ws) != 4 {
+			t.Fatalf("workspaces %v", ws)
+		}
+		// No cleanup: the interrupt released every fresh lease.
+		w.assertNoneRunning(ws)
+	})
+
+	t.Run("sigkill", func(t *testing.T) {
+		w := newWorld(t)
+		dir := t.TempDir()
+		p := w.start("", nil, "run", "--shards", "4", "--", fmt.Sprintf(`touch %s/started.$CRABBOX_SHARD_INDEX; sleep 120`, dir))
+		waitUntil(t, 3*time.Minute, "all 4 commands to start", p, func() bool {
+			m, _ := filepath.Glob(filepath.Join(dir, "started.*"))
+			return len(m) == 4
+		})
+		r := p.kill()
+		ws := w.shardWorkspaces(r.stderr)
+		if len(ws) != 4 {
+			t.Fatalf("workspaces %v", ws)
+		}
+		if c := w.claims().Claims; len(c) != 4 {
+			t.Errorf("claims after the kill: %d, want 4 (the leases stay visible)", len(c))
+		}
+		hist := w.must("history").stdout
+		if !regexp.MustCompile(`(?m)^run_\w+ - - interrupted .* shards=4 `).MatchString(hist) {
+			t.Errorf("history does not show the killed sharded run as interrupted:\n%s", hist)
+		}
+		w.cleanupAll(ws)
+	})
+}
