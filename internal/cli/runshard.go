@@ -25,6 +25,7 @@ type shardFlags struct {
 	shards     int
 	itemsFrom  string
 	glob       string
+	splitBy    string
 	dryRun     bool
 	output     string
 	failFast   bool
@@ -38,6 +39,7 @@ func addShardFlags(cmd *cobra.Command, s *shardFlags) {
 	fl.IntVar(&s.shards, "shards", 0, "Fan the run out over N workspaces (fresh, --id a,b,c or --pool NAME); one verdict")
 	fl.StringVar(&s.itemsFrom, "split-items-from", "", "With --shards: split the items this local command prints (one per line, run at the repo root)")
 	fl.StringVar(&s.glob, "split-glob", "", "With --shards: split the synced files matching this glob (** allowed)")
+	fl.StringVar(&s.splitBy, "split-by", shard.BasisTimings, "With a split: weigh items by timings (earlier runs, else file size, else count), size (else count) or count")
 	fl.BoolVar(&s.dryRun, "dry-run", false, "With --shards: print the plan (items and estimate per shard) and lease nothing")
 	fl.StringVar(&s.output, "output", fanout.OutputPrefixed, "With --shards: prefixed (each line as it comes, [i/N] first) or grouped (each shard's output whole when it ends)")
 	fl.BoolVar(&s.failFast, "fail-fast", false, "With --shards: stop the other shards at the first failure")
@@ -51,7 +53,7 @@ func validateShardFlags(cmd *cobra.Command, o *runOptions) error {
 	s := &o.shard
 	s.shardsUsed = cmd.Flags().Changed("shards")
 	if !s.shardsUsed {
-		for _, name := range []string{"split-items-from", "split-glob", "dry-run", "output", "fail-fast", "pool"} {
+		for _, name := range []string{"split-items-from", "split-glob", "split-by", "dry-run", "output", "fail-fast", "pool"} {
 			if cmd.Flags().Changed(name) {
 				return usageErr("--%s is for sharded runs; add --shards N", name)
 			}
@@ -63,6 +65,10 @@ func validateShardFlags(cmd *cobra.Command, o *runOptions) error {
 		return usageErr("--shards must be 1 or more (got %d)", s.shards)
 	case s.itemsFrom != "" && s.glob != "":
 		return usageErr("--split-items-from and --split-glob both name the items; give one")
+	case s.splitBy != shard.BasisTimings && s.splitBy != shard.BasisSize && s.splitBy != shard.BasisCount:
+		return usageErr("--split-by must be timings, size or count (got %q)", s.splitBy)
+	case cmd.Flags().Changed("split-by") && s.itemsFrom == "" && s.glob == "":
+		return usageErr("--split-by weighs split items; add --split-items-from or --split-glob")
 	case s.output != fanout.OutputPrefixed && s.output != fanout.OutputGrouped:
 		return usageErr("--output must be prefixed or grouped (got %q)", s.output)
 	case s.pool != "" && o.id != "":
@@ -151,9 +157,12 @@ func runSharded(f *Factory, cmd *cobra.Command, o *runOptions, lc *leaseCtx, bas
 	var notes []string
 	split := s.itemsFrom != "" || s.glob != ""
 	if split {
-		prior, _ := store.List(runs.Filter{})
-		w := shard.Weights{Seconds: shard.Seconds(prior, store.Get, base.RepoRoot, o.argv)}
-		if plan != nil {
+		var w shard.Weights
+		if s.splitBy == shard.BasisTimings {
+			prior, _ := store.List(runs.Filter{})
+			w.Seconds = shard.Seconds(prior, store.Get, base.RepoRoot, o.argv)
+		}
+		if plan != nil && s.splitBy != shard.BasisCount {
 			w.Size = func(item string) (int64, bool) { return sizeOf(plan, item) }
 		}
 		p = shard.Pack(items, n, w)
