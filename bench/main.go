@@ -77,6 +77,9 @@ func run() error {
 	e.environ = []string{"PATH=" + p[0], "HOME=" + home, "CODER_CONFIG_DIR=" + p[1], "CODER_URL=" + p[2], "CRABBOX_TRUST_REPO_CONFIG=1",
 		"XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "XDG_STATE_HOME=" + filepath.Join(home, ".local", "state"), "LANG=C.UTF-8"}
 	template := p[3]
+	if err := benchShards(e, template, filepath.Join(home, "remote")); err != nil || *shardOnly {
+		return err
+	}
 
 	// The generated repo and its lease.
 	repo := filepath.Join(tmp, "big-repo")

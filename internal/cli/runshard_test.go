@@ -51,7 +51,7 @@ func TestShardDryRun(t *testing.T) {
 		code  int
 		want  string
 	}{
-		{"plan", []string{"--shards", "2"}, nil, 0, "plan shards=2 items=3 basis=count\nshard 1/2 items=2 est=2 items: ./a ./c\nshard 2/2 items=1 est=1 item: ./b\n"},
+		{"plan", []string{"--shards", "2"}, nil, 0, "plan shards=2 items=3 basis=count\nshard 1/2 items=2 est=2 items: ./a ./b\nshard 2/2 items=1 est=1 item: ./c\n"},
 		{"forced above the cap", []string{"--shards", "9", "--force"}, nil, 0, "plan shards=3 items=3 basis=count\n"},
 		{"lower cap", []string{"--shards", "3"}, map[string]string{"CRABBOX_MAX_SHARDS": "2"}, 2, ""},
 	} {

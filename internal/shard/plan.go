@@ -50,8 +50,9 @@ type Weights struct {
 
 // Pack splits items into at most n shards, longest first: each item, by
 // decreasing weight (ties by source order), goes to the least loaded
-// shard (ties to the lowest index). Fewer items than n give one shard per
-// item. Duplicate items are kept once.
+// shard (ties to the lowest index). With no weight known (BasisCount) it
+// is Count. Fewer items than n give one shard per item. Duplicate items
+// are kept once.
 func Pack(items []string, n int, w Weights) Plan {
 	items = dedupe(items)
 	if n > len(items) {
@@ -60,6 +61,9 @@ func Pack(items []string, n int, w Weights) Plan {
 	p := Plan{Items: len(items)}
 	weights, basis, timed := estimate(items, w)
 	p.Basis, p.Timed = basis, timed
+	if basis == BasisCount {
+		return Count(items, n)
+	}
 	if n <= 0 {
 		return p
 	}
@@ -90,8 +94,10 @@ func Pack(items []string, n int, w Weights) Plan {
 	return p
 }
 
-// Count splits items into n shards by count alone (round robin in source
-// order): what a tool without timings does, and the bench's baseline.
+// Count splits items into n shards by count alone: n contiguous runs of
+// the source's order, the first ones one item longer when it does not
+// divide (what a tool's own --shard=i/n does; related items stay
+// together).
 func Count(items []string, n int) Plan {
 	items = dedupe(items)
 	if n > len(items) {
@@ -105,10 +111,16 @@ func Count(items []string, n int) Plan {
 	for s := range p.Shards {
 		p.Shards[s].Index = s + 1
 	}
-	for i, it := range items {
-		s := &p.Shards[i%n]
-		s.Items = append(s.Items, it)
-		s.Estimate++
+	size, extra := len(items)/n, len(items)%n
+	next := 0
+	for s := range p.Shards {
+		k := size
+		if s < extra {
+			k++
+		}
+		p.Shards[s].Items = items[next : next+k : next+k]
+		p.Shards[s].Estimate = float64(k)
+		next += k
 	}
 	return p
 }
