@@ -52,8 +52,9 @@ type Summary struct {
 	Skipped     int       `json:"skipped"`
 	TimeSeconds float64   `json:"timeSeconds"`
 	Failed      []Failure `json:"failed"`
-	// Timings are the seconds of each suite by name and by file attribute
-	// (at most MaxTimings names; a name seen twice adds up): what run
+	// Timings are the seconds of each suite by name and by file attribute,
+	// and of the test cases by classname and file where no suite has that
+	// name (at most MaxTimings names; a name seen twice adds up): what run
 	// --shards weighs its items by.
 	Timings map[string]float64 `json:"timings,omitempty"`
 }

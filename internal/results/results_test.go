@@ -314,6 +314,15 @@ func TestTimings(t *testing.T) {
 	if m.Timings["pkg/a"] != 3.5 || m.Timings["pkg/b"] != 0.75 {
 		t.Fatalf("merged timings = %v", m.Timings)
 	}
+	// pytest: one suite, the modules in the cases' classname and file;
+	// a case's classname that is a suite's name is not counted twice.
+	py, err := ParseJUnit("py.xml", []byte(`<testsuites><testsuite name="pytest" time="4"><testcase classname="tests.test_a" file="tests/test_a.py" name="t1" time="1.5"/><testcase classname="tests.test_a" file="tests/test_a.py" name="t2" time="0.5"/><testcase classname="tests.test_b" name="t3" time="2"/><testcase classname="pytest" name="t4" time="9"/></testsuite></testsuites>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]float64{"pytest": 4, "tests.test_a": 2, "tests/test_a.py": 2, "tests.test_b": 2}; !maps.Equal(py.Timings, want) {
+		t.Fatalf("pytest timings = %v, want %v", py.Timings, want)
+	}
 	none, err := ParseJUnit("c.xml", []byte(`<testsuites tests="0"></testsuites>`))
 	if err != nil {
 		t.Fatal(err)
