@@ -158,8 +158,7 @@ func TestShardGoSuite(t *testing.T) {
 	single := w.runLong(env, append(runArgs, "--", "./gotest.sh", "./...")...)
 	wantCode(t, single, 0, "single-workspace run")
 	singleID := runID(t, single)
-	var singleRes struct{ Tests int }
-	singleRes = decodeJSON[struct{ Tests int }](t, w.must("results", singleID, "--json").stdout)
+	singleRes := decodeJSON[struct{ Tests int }](t, w.must("results", singleID, "--json").stdout)
 	if singleRes.Tests != tests {
 		t.Fatalf("single run counted %d tests, want %d", singleRes.Tests, tests)
 	}

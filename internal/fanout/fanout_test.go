@@ -81,7 +81,13 @@ func (f *fake) run(ctx context.Context, d runner.Deps, s runner.Spec) (runner.Ou
 	return out, nil
 }
 
-func runFake(t *testing.T, ctx context.Context, by map[int]behaviour, n int, mut func(*Options)) (Result, error, *fake, string, string) {
+// fakeRun is what runFake returns: the result, the fake, the two streams.
+type fakeRun struct {
+	f           *fake
+	out, errOut string
+}
+
+func runFake(t *testing.T, ctx context.Context, by map[int]behaviour, n int, mut func(*Options)) (Result, fakeRun, error) {
 	t.Helper()
 	f := &fake{t: t, store: runs.New(t.TempDir()), by: by, env: map[int]*runs.Shard{}}
 	var out, errOut bytes.Buffer
@@ -94,7 +100,7 @@ func runFake(t *testing.T, ctx context.Context, by map[int]behaviour, n int, mut
 		mut(&o)
 	}
 	res, err := Run(ctx, o)
-	return res, err, f, out.String(), errOut.String()
+	return res, fakeRun{f: f, out: out.String(), errOut: errOut.String()}, err
 }
 
 func TestVerdict(t *testing.T) {
@@ -111,7 +117,8 @@ func TestVerdict(t *testing.T) {
 		{"acquisition failure of one shard", map[int]behaviour{3: {exit: -1}}, exitcode.NotFound, 3, runs.StateFailed, "failing=shard 3/4 (lease"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res, err, f, _, errOut := runFake(t, context.Background(), tc.by, 4, nil)
+			res, fr, err := runFake(t, context.Background(), tc.by, 4, nil)
+			f, errOut := fr.f, fr.errOut
 			if res.Exit != tc.exit || exitcode.Code(err) != tc.exit || res.Failing != tc.failing || res.State != tc.state {
 				t.Fatalf("exit %d (err %v) failing %d state %s; want %d %d %s\n%s", res.Exit, err, res.Failing, res.State, tc.exit, tc.failing, tc.state, errOut)
 			}
@@ -147,7 +154,8 @@ func TestVerdict(t *testing.T) {
 // blocked shard is only cancelled by fail-fast).
 func TestFailFast(t *testing.T) {
 	by := map[int]behaviour{1: {block: true}, 2: {exit: 4}, 3: {block: true}}
-	res, err, _, _, errOut := runFake(t, context.Background(), by, 3, func(o *Options) { o.FailFast = true })
+	res, fr, err := runFake(t, context.Background(), by, 3, func(o *Options) { o.FailFast = true })
+	errOut := fr.errOut
 	if res.Exit != 4 || exitcode.Code(err) != 4 || res.Failing != 2 {
 		t.Fatalf("exit %d failing %d; want 4, 2\n%s", res.Exit, res.Failing, errOut)
 	}
@@ -160,7 +168,7 @@ func TestFailFast(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	res, _, _, _, _ = runFake(t, ctx, by, 3, nil)
+	res, _, _ = runFake(t, ctx, by, 3, nil)
 	if res.Shards[0].Cancelled || res.State != runs.StateInterrupted || res.Exit != exitcode.Interrupted {
 		t.Fatalf("without --fail-fast: cancelled %v state %s exit %d; want the blocked shards to wait for the interrupt", res.Shards[0].Cancelled, res.State, res.Exit)
 	}
@@ -171,7 +179,8 @@ func TestFailFast(t *testing.T) {
 func TestInterrupt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
-	res, err, f, _, _ := runFake(t, ctx, map[int]behaviour{1: {block: true}, 2: {block: true}}, 2, nil)
+	res, fr, err := runFake(t, ctx, map[int]behaviour{1: {block: true}, 2: {block: true}}, 2, nil)
+	f := fr.f
 	if res.Exit != exitcode.Interrupted || exitcode.Code(err) != exitcode.Interrupted {
 		t.Fatalf("exit %d err %v", res.Exit, err)
 	}
@@ -186,7 +195,8 @@ var prefixed = regexp.MustCompile(`^\[(\d)/3\] out (one|two) from (\d)$`)
 func TestOutputModes(t *testing.T) {
 	for _, mode := range []string{OutputPrefixed, OutputGrouped} {
 		t.Run(mode, func(t *testing.T) {
-			_, _, _, out, errOut := runFake(t, context.Background(), map[int]behaviour{}, 3, func(o *Options) { o.Output = mode })
+			_, fr, _ := runFake(t, context.Background(), map[int]behaviour{}, 3, func(o *Options) { o.Output = mode })
+			out, errOut := fr.out, fr.errOut
 			lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 			if len(lines) != 6 {
 				t.Fatalf("stdout %q", out)
@@ -218,7 +228,8 @@ func TestOutputModes(t *testing.T) {
 // The parent record merges the shards' JUnit; its log holds the run's
 // output.
 func TestMergedResultsAndParentLog(t *testing.T) {
-	res, _, f, _, _ := runFake(t, context.Background(), map[int]behaviour{1: {tests: 3}, 2: {tests: 4, exit: 1}, 3: {}}, 3, nil)
+	res, fr, _ := runFake(t, context.Background(), map[int]behaviour{1: {tests: 3}, 2: {tests: 4, exit: 1}, 3: {}}, 3, nil)
+	f := fr.f
 	parent, err := f.store.Get(res.ParentID)
 	if err != nil {
 		t.Fatal(err)
