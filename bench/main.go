@@ -58,7 +58,7 @@ var figures = []figure{
 	{"expired", figExpired},
 	{"sync", figSync},
 	{"procs", figProcs},
-	// sharding (issue 12): {"shard", figShard} (bench/shard.go)
+	{"shard", figShard}, // bench/shard.go (issue 12)
 }
 
 func figureNames() []string {

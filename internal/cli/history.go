@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,7 @@ type historyOptions struct {
 	state  string
 	limit  int
 	asJSON bool
+	shards bool
 }
 
 func newHistoryCmd(f *Factory) *cobra.Command {
@@ -52,6 +54,10 @@ One line per run:
   <runID> <leaseID|-> <slug|-> <state> exit=<n|-> duration=<d> started=<RFC3339> [artifacts=<n>] command=<cmd>
 
 artifacts= appears for a run that fetched files (crabbox artifacts RUN).
+
+A sharded run (run --shards) is one line with its shards' states and wall
+times: shards=N shard_states=1:succeeded:8.2s,2:failed:7.1s,... Its shards'
+own records are listed with --shards (or when --lease names one's lease).
 
 duration covers the whole 'crabbox run', the release of the lease included:
 it is the run summary's total=.
@@ -78,9 +84,15 @@ EXIT STATUS
 			if err != nil {
 				return err
 			}
-			recs, skipped, err := store.Scan(runs.Filter{LeaseID: o.lease, State: o.state, Limit: o.limit})
+			recs, skipped, err := store.Scan(runs.Filter{LeaseID: o.lease, State: o.state})
 			if err != nil {
 				return fmt.Errorf("read run history: %w", err)
+			}
+			if !o.shards && o.lease == "" {
+				recs = slices.DeleteFunc(recs, func(r runs.Record) bool { return r.IsShard() })
+			}
+			if o.limit > 0 && len(recs) > o.limit {
+				recs = recs[:o.limit]
 			}
 			if skipped > 0 {
 				fmt.Fprintf(f.IO.ErrOut, "warning: skipped %d unreadable run record(s) under %s\n", skipped, store.RunsDir())
@@ -101,6 +113,7 @@ EXIT STATUS
 	cmd.Flags().StringVar(&o.state, "state", "", "Only runs in this state: running|succeeded|failed|interrupted")
 	cmd.Flags().IntVar(&o.limit, "limit", 50, "Show at most N runs (0: all)")
 	cmd.Flags().BoolVar(&o.asJSON, "json", false, "Print JSON")
+	cmd.Flags().BoolVar(&o.shards, "shards", false, "Also list each shard's own run of a sharded run")
 	return cmd
 }
 
@@ -126,9 +139,29 @@ func histLine(r runs.Record) string {
 	if n := len(r.Artifacts); n > 0 {
 		arts = " artifacts=" + strconv.Itoa(n)
 	}
-	return fmt.Sprintf("%s %s %s %s exit=%s duration=%s started=%s%s command=%s",
+	return fmt.Sprintf("%s %s %s %s exit=%s duration=%s started=%s%s%s command=%s",
 		r.ID, dash(r.LeaseID), dash(r.Slug), r.State, exit, duration,
-		r.StartedAt.UTC().Format(time.RFC3339), arts, runs.CommandLine(r.Command, r.Shell))
+		r.StartedAt.UTC().Format(time.RFC3339), arts, shardsField(r), runs.CommandLine(r.Command, r.Shell))
+}
+
+// shardsField is a sharded run's " shards=N shard_states=i:state:wall,...",
+// a shard's " shard=i/N parent=RUN", else "".
+func shardsField(r runs.Record) string {
+	switch {
+	case r.IsSharded():
+		parts := make([]string, len(r.Shards))
+		for i, s := range r.Shards {
+			wall := "-"
+			if s.WallMs > 0 {
+				wall = iostreams.FormatDuration(time.Duration(s.WallMs) * time.Millisecond)
+			}
+			parts[i] = fmt.Sprintf("%d:%s:%s", s.Index, s.State, wall)
+		}
+		return fmt.Sprintf(" shards=%d shard_states=%s", len(r.Shards), strings.Join(parts, ","))
+	case r.IsShard():
+		return fmt.Sprintf(" shard=%d/%d parent=%s", r.Shard.Index, r.Shard.Total, r.Shard.Parent)
+	}
+	return ""
 }
 
 func newLogsCmd(f *Factory) *cobra.Command {
@@ -136,6 +169,7 @@ func newLogsCmd(f *Factory) *cobra.Command {
 		tail       int
 		asJSON     bool
 		bundlePath bool
+		shardIdx   int
 	)
 	cmd := &cobra.Command{
 		Use:   "logs RUN_ID",
@@ -151,6 +185,9 @@ bytes. --tail N prints only the last N lines.
 
 --bundle prints the path of the run's failure bundle (bundle.tgz, written
 for a failed or interrupted run) instead; a run without one is exit 5.
+
+A sharded run's log is its prefixed output and closing lines; --shard I
+prints shard I's own run instead (its log, --json or --bundle).
 
 EXIT STATUS
   0  printed
@@ -170,6 +207,12 @@ EXIT STATUS
 			rec, err := store.Get(id)
 			if err != nil {
 				return err
+			}
+			if cmd.Flags().Changed("shard") {
+				if rec, err = shardRecord(store, rec, shardIdx); err != nil {
+					return err
+				}
+				id = rec.ID
 			}
 			if bundlePath {
 				return printBundlePath(f, store, rec)
@@ -202,7 +245,23 @@ EXIT STATUS
 	cmd.Flags().IntVar(&tail, "tail", 0, "Print only the last N lines (0: everything kept)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "Print JSON")
 	cmd.Flags().BoolVar(&bundlePath, "bundle", false, "Print the path of the run's failure bundle")
+	cmd.Flags().IntVar(&shardIdx, "shard", 0, "Of a sharded run, shard I's own run (1-based)")
 	return cmd
+}
+
+// shardRecord is shard index's own record of the sharded run rec.
+func shardRecord(store *runs.Store, rec *runs.Record, index int) (*runs.Record, error) {
+	if !rec.IsSharded() {
+		return nil, usageErr("run %s is not a sharded run; --shard needs one (crabbox history shows shards=N)", rec.ID)
+	}
+	if index < 1 || index > len(rec.Shards) {
+		return nil, usageErr("--shard %d: run %s has shards 1 to %d", index, rec.ID, len(rec.Shards))
+	}
+	ref := rec.Shards[index-1]
+	if ref.RunID == "" || ref.State == runs.StatePending {
+		return nil, exitcode.Errorf(exitcode.NotFound, "shard %d of run %s never started", index, rec.ID)
+	}
+	return store.Get(ref.RunID)
 }
 
 // printBundlePath prints rec's failure bundle path, or fails (exit 5)

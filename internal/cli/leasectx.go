@@ -71,11 +71,7 @@ func (f *Factory) openLeaseWith(cmd *cobra.Command, fallback providerFallback, i
 		return nil, err
 	}
 	stateDir := config.StateDir(f.Env)
-	so := sshx.SessionOptions{}
-	if persist && cfg.SSH.Persist > 0 {
-		so.Persist, so.MasterDir = cfg.SSH.Persist, filepath.Join(stateDir, "ssh", "masters")
-	}
-	lc := &leaseCtx{f: f, cfg: cfg, claims: claims.New(stateDir), tunnels: sshx.NewPool(f.Runner, so)}
+	lc := &leaseCtx{f: f, cfg: cfg, claims: claims.New(stateDir), tunnels: sshx.NewPool(f.Runner, sessionOptions(cfg, stateDir, persist))}
 	lc.owner = &owner.Checker{StateDir: stateDir, Claims: lc.claims, Now: f.Now,
 		Warn: func(msg string) { fmt.Fprintf(f.IO.ErrOut, "warning: %s\n", msg) }}
 	if cfg.Provider == "" {
@@ -110,6 +106,16 @@ func (f *Factory) openLeaseWith(cmd *cobra.Command, fallback providerFallback, i
 		return nil, usageErr("%v", err)
 	}
 	return lc, nil
+}
+
+// sessionOptions are the tunnels' options: with persist and ssh.persist
+// set, a lease's control master outlives the process.
+func sessionOptions(cfg *config.Config, stateDir string, persist bool) sshx.SessionOptions {
+	so := sshx.SessionOptions{}
+	if persist && cfg.SSH.Persist > 0 {
+		so.Persist, so.MasterDir = cfg.SSH.Persist, filepath.Join(stateDir, "ssh", "masters")
+	}
+	return so
 }
 
 // event renders provider events on stderr.

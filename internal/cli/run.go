@@ -35,6 +35,7 @@ type runOptions struct {
 	scriptStdin                  bool
 	captureStdout, captureStderr string
 	artifacts                    runArtifactFlags
+	shard                        shardFlags
 }
 
 func newRunCmd(f *Factory) *cobra.Command {
@@ -106,6 +107,7 @@ EXIT STATUS
 	fl.StringArrayVar(&o.envProfiles, "env-from-profile", nil, "Read KEY=value lines from this file (allowlisted names only; repeatable)")
 	addRunInputFlags(cmd, o)
 	addRunArtifactFlags(fl, &o.artifacts)
+	addShardFlags(cmd, &o.shard)
 	addConfigFlags(cmd)
 	return cmd
 }
@@ -126,6 +128,9 @@ func validateRunOptions(cmd *cobra.Command, o *runOptions) error {
 		return usageErr("no command given: crabbox run [flags] -- COMMAND [ARG...]")
 	}
 	if err := validateRunInput(o); err != nil {
+		return err
+	}
+	if err := validateShardFlags(cmd, o); err != nil {
 		return err
 	}
 	switch o.stopAfter {
@@ -182,7 +187,7 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 	// With --id and no configured provider, the lease's claim names it.
 	var lc *leaseCtx
 	if o.id != "" {
-		lc, err = f.openLeaseOpt(cmd, providerFromLease, o.id)
+		lc, err = f.openLeaseOpt(cmd, providerFromLease, firstID(o.id))
 	} else {
 		lc, err = f.openLease(cmd)
 	}
@@ -217,6 +222,9 @@ func runRun(f *Factory, cmd *cobra.Command, o *runOptions) error {
 		Stdout:         f.IO.Out, Stderr: f.IO.ErrOut,
 	}
 	input.apply(&spec)
+	if o.shard.shardsUsed {
+		return runSharded(f, cmd, o, lc, spec, store)
+	}
 	out, runErr := runner.Run(cmd.Context(), runner.Deps{
 		Provider: lc.provider, Tunnels: lc.tunnels, Runner: f.Runner, Runs: store, Owner: lc.owner,
 		StateDir: config.StateDir(f.Env), Now: f.Now, Notes: f.IO.ErrOut,

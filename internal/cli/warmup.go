@@ -3,11 +3,13 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/iostreams"
 	"github.com/crabbox-dev/crabbox/internal/provider"
 )
 
@@ -17,6 +19,8 @@ type warmupOptions struct {
 	reclaim    bool
 	timingJSON bool
 	leaseID    string
+	count      int
+	force      bool
 }
 
 func newWarmupCmd(f *Factory) *cobra.Command {
@@ -37,6 +41,12 @@ If acquisition fails after the workspace was created and --keep=false, the
 workspace is rolled back with the configured release action (stop, or delete
 with --coder-delete-on-release).
 
+--count N --slug NAME makes a pool of N leases at once, slugs NAME-1 to
+NAME-N (progress lines prefixed [i/N]), for 'crabbox run --shards N --pool
+NAME'. Each ready lease prints its lines as above; the exit code is the
+first failing lease's (the others are kept). More than run.maxShards needs
+--force.
+
 EXIT STATUS
   0  ready
   1  failure (coder create failed, ...)
@@ -53,6 +63,8 @@ EXIT STATUS
 	fl.BoolVar(&o.reclaim, "reclaim", false, "Take over a claim bound to another repository")
 	fl.BoolVar(&o.timingJSON, "timing-json", false, "Print a timing JSON object on stderr")
 	fl.StringVar(&o.leaseID, "lease-id", "", "Fixed idempotent lease ID (not supported by provider=coder)")
+	fl.IntVar(&o.count, "count", 1, "Make N leases at once, slugs NAME-1..NAME-N (needs --slug NAME): a pool for run --shards N --pool NAME")
+	fl.BoolVar(&o.force, "force", false, "Allow --count above run.maxShards")
 	addConfigFlags(cmd)
 	return cmd
 }
@@ -71,6 +83,15 @@ func runWarmup(f *Factory, cmd *cobra.Command, o *warmupOptions) error {
 	if o.leaseID != "" {
 		return usageErr("provider=%s does not support fixed idempotent lease IDs (--lease-id)", lc.provider.Name())
 	}
+	if cmd.Flags().Changed("count") {
+		return warmupPool(f, cmd, o, lc, slug, start)
+	}
+	return warmupOne(f, cmd, o, lc, slug, start, &sync.Mutex{})
+}
+
+// warmupOne makes one lease ready (out serializes its stdout lines with
+// the other leases of a pool).
+func warmupOne(f *Factory, cmd *cobra.Command, o *warmupOptions, lc *leaseCtx, slug string, start time.Time, out *sync.Mutex) error {
 	l, err := lc.provider.Acquire(cmd.Context(), provider.AcquireRequest{
 		Slug: slug, Keep: o.keep, RepoRoot: lc.repoRoot, Reclaim: o.reclaim, Ready: lc.ready,
 	})
@@ -96,10 +117,56 @@ func runWarmup(f *Factory, cmd *cobra.Command, o *warmupOptions) error {
 	if !l.ExpiresAt.IsZero() {
 		expires = rfc3339(l.ExpiresAt)
 	}
+	out.Lock()
+	defer out.Unlock()
 	fmt.Fprintf(f.IO.Out, "leased %s slug=%s provider=%s server=%s type=%s ip=- idle_timeout=%s expires=%s workspace=%s\n",
 		l.ID, dash(l.Slug), l.Provider, l.Ref, l.ServerType, lc.cfg.IdleTimeout, expires, l.Workspace)
 	fmt.Fprintf(f.IO.Out, "ready ssh=%s@%s:%d network=public workroot=%s\n", l.Target.User, l.Target.Host, l.Target.Port, l.Target.WorkRoot)
 	fmt.Fprintf(f.IO.Out, "warmup complete total=%s\n", total.Round(time.Millisecond))
+	return nil
+}
+
+// warmupPool is warmup --count N: N leases NAME-1..NAME-N made at once,
+// each with a lease context of its own.
+func warmupPool(f *Factory, cmd *cobra.Command, o *warmupOptions, lc *leaseCtx, slug string, start time.Time) error {
+	switch {
+	case o.count < 1:
+		return usageErr("--count must be 1 or more (got %d)", o.count)
+	case slug == "":
+		return usageErr("--count names its leases NAME-1..NAME-N; give the pool's name with --slug NAME")
+	}
+	if err := checkShardCount(lc.cfg, o.count, o.force, "--count"); err != nil {
+		return err
+	}
+	var lines iostreams.Lines
+	var out sync.Mutex
+	errs := make([]error, o.count)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			notes := lines.Writer(f.IO.ErrOut, fmt.Sprintf("[%d/%d] ", i+1, o.count))
+			defer notes.Flush()
+			sl, err := lc.forShard(notes)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer sl.close()
+			so := *o
+			if errs[i] = warmupOne(f, cmd, &so, sl, poolSlug(slug, i+1), start, &out); errs[i] != nil {
+				fmt.Fprintf(notes, "error: %v\n", errs[i])
+			}
+		}(i)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return exitcode.Errorf(exitcode.Code(err), "warmup of %s failed: %v", poolSlug(slug, i+1), err)
+		}
+	}
+	fmt.Fprintf(f.IO.Out, "pool %s ready count=%d total=%s (crabbox run --shards %d --pool %s -- …)\n", slug, o.count, f.Now().Sub(start).Round(time.Millisecond), o.count, slug)
 	return nil
 }
 

@@ -85,7 +85,7 @@ func TestDefaults(t *testing.T) {
 		Env:       EnvConfig{Allow: []string{"CI", "NODE_OPTIONS"}},
 		Results:   ResultsConfig{JUnit: []string{}},
 		Artifacts: ArtifactsConfig{MaxFiles: 1000, MaxBytes: 1 << 30},
-		Run:       RunConfig{PreflightTools: []string{}},
+		Run:       RunConfig{PreflightTools: []string{}, MaxShards: 8},
 	}
 	got := *c
 	got.values, got.Files, got.Warnings = nil, nil, nil

@@ -34,6 +34,7 @@ const (
 	DefaultTTL             = 90 * time.Minute
 	DefaultSyncTimeout     = 15 * time.Minute
 	DefaultSSHPersist      = 90 * time.Second
+	DefaultMaxShards       = 8
 	MaxSSHPersist          = 24 * time.Hour
 
 	// MaxWorkspacePrefixLen is the longest normalized coder.workspacePrefix
@@ -333,6 +334,13 @@ var keyTable = []*keyDef{
 		KeySpec: KeySpec{Key: "run.preflightTools", Env: "CRABBOX_PREFLIGHT_TOOLS", Flag: "preflight-tools", FlagOn: runOnly, Kind: KindList,
 			Usage: "Programs whose versions run --preflight reports besides git and rsync (the flag implies --preflight)."},
 		def: []string{}, check: checkToolNames, set: func(c *Config, v any) { c.Run.PreflightTools = list(v) },
+	},
+	{
+		// A cost guard, not a trust boundary (D12): it runs, sends and
+		// destroys nothing; --shards is still the user's own flag.
+		KeySpec: KeySpec{Key: "run.maxShards", Env: "CRABBOX_MAX_SHARDS", Kind: KindInt, Default: "8",
+			Usage: "Most workspaces run --shards and warmup --count use without --force."},
+		def: DefaultMaxShards, check: checkPositiveInt, set: func(c *Config, v any) { c.Run.MaxShards = v.(int) },
 	},
 
 	// results:

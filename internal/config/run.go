@@ -11,6 +11,9 @@ type RunConfig struct {
 	// PreflightTools are the programs whose versions run --preflight
 	// reports besides git and rsync.
 	PreflightTools []string
+	// MaxShards is the most workspaces run --shards and warmup --count
+	// use without --force.
+	MaxShards int
 }
 
 var toolName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$`)

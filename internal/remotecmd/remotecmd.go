@@ -45,6 +45,15 @@ type Params struct {
 	// --script-stdin): it is uploaded under .crabbox/scripts/ and run with
 	// Argv as its arguments ($1…); Shell is then ignored.
 	UserScript *UserScript
+	// Items, when non-empty, is written to ItemsFile (0600) before the
+	// command starts and removed when it ends: a shard's items, one per
+	// line (run --shards; CRABBOX_SHARD_ITEMS names the file).
+	Items string
+}
+
+// ItemsFile is where Params.Items is written for run runID.
+func ItemsFile(workdir, runID string) string {
+	return path.Join(Meta(workdir), "runs", runID+".items")
 }
 
 // UserScript is a script file's content to upload and run.
@@ -154,7 +163,7 @@ func Render(p Params) Command {
 		script = ScriptFor(c.ScriptFile, user, p.Argv)
 	}
 	scriptFile := path.Join(runs, p.RunID+".sh")
-	c.Stdin = p.Env + script + user
+	c.Stdin = p.Env + script + user + p.Items
 	q := sshx.Quote
 	var b strings.Builder
 	dirs := q(p.Workdir) + " " + q(path.Join(meta, "env")) + " " + q(runs)
@@ -173,6 +182,13 @@ func Render(p Params) Command {
 		upload += fmt.Sprintf(" && mv -f %s %s", q(tmp), q(c.ScriptFile))
 		cleanup += " " + q(tmp)
 	}
+	done := q(c.PIDFile) // removed with the script when the command ends
+	if p.Items != "" {
+		items := ItemsFile(p.Workdir, p.RunID)
+		upload += fmt.Sprintf(" && head -c %d > %s", len(p.Items), q(items))
+		cleanup += " " + q(items)
+		done += " " + q(items)
+	}
 	fmt.Fprintf(&b, "(umask 077 && %s) || { rm -f %s; exit 97; }; ", upload, cleanup)
 	if p.ResultsAuto {
 		fmt.Fprintf(&b, "touch %s; ", q(path.Join(runs, p.RunID+".start")))
@@ -187,7 +203,7 @@ func Render(p Params) Command {
 	// The env file is sourced inside the login shell, after its profile,
 	// so a forwarded variable (PATH included) is what the command sees.
 	inner := fmt.Sprintf(`. "$2"; rm -f "$2"; set -m; cd %s || { printf 'crabbox: cannot enter %%s on the workspace\n' %s >&2; rm -f "$1"; exit 97; }; bash "$1" %s & p=$!; set +m; echo $p > %s; wait $p; rc=$?; rm -f %s "$1"; if [ $rc -eq 255 ]; then echo 255 > %s; fi; exit $rc`,
-		q(c.Dir), q(c.Dir), stdin, q(c.PIDFile), q(c.PIDFile), q(c.ExitFile))
+		q(c.Dir), q(c.Dir), stdin, q(c.PIDFile), done, q(c.ExitFile))
 	fmt.Fprintf(&b, "exec bash -lc %s bash %s %s", q(inner), q(scriptFile), q(envFile))
 	c.Line = b.String()
 	return c

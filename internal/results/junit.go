@@ -88,6 +88,12 @@ func ParseJUnit(name string, data []byte) (Summary, error) {
 		g := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		t, f, e, s, sec := g.totals()
+		if g.suite {
+			sum.addTiming(g.name, sec)
+			if g.file != "" && g.file != g.name {
+				sum.addTiming(g.file, sec)
+			}
+		}
 		if len(stack) == 0 {
 			sum.Tests, sum.Failures, sum.Errors, sum.Skipped, sum.TimeSeconds = t, f, e, s, sec
 			rootEnd = true
@@ -100,7 +106,16 @@ func ParseJUnit(name string, data []byte) (Summary, error) {
 		p.dSkipped += s
 		p.dTime += sec
 	}
+	// Test cases' times by classname and file, for the names no suite
+	// has (pytest's one suite "pytest" holds every module's cases).
+	var caseTimes Summary
 	finishCase := func() {
+		if tc.classname != "" {
+			caseTimes.addTiming(tc.classname, tc.time)
+		}
+		if tc.file != "" && tc.file != tc.classname {
+			caseTimes.addTiming(tc.file, tc.time)
+		}
 		g := stack[len(stack)-1]
 		g.dTests++
 		g.dTime += tc.time
@@ -240,6 +255,11 @@ func ParseJUnit(name string, data []byte) (Summary, error) {
 				}
 				text.Write(t)
 			}
+		}
+	}
+	for name, sec := range caseTimes.Timings {
+		if _, ok := sum.Timings[name]; !ok {
+			sum.addTiming(name, sec)
 		}
 	}
 	return sum, nil

@@ -52,6 +52,27 @@ type Summary struct {
 	Skipped     int       `json:"skipped"`
 	TimeSeconds float64   `json:"timeSeconds"`
 	Failed      []Failure `json:"failed"`
+	// Timings are the seconds of each suite by name and by file attribute,
+	// and of the test cases by classname and file where no suite has that
+	// name (at most MaxTimings names; a name seen twice adds up): what run
+	// --shards weighs its items by.
+	Timings map[string]float64 `json:"timings,omitempty"`
+}
+
+// MaxTimings bounds Summary.Timings.
+const MaxTimings = 5000
+
+func (s *Summary) addTiming(name string, sec float64) {
+	if name == "" || sec < 0 {
+		return
+	}
+	if s.Timings == nil {
+		s.Timings = map[string]float64{}
+	}
+	if _, ok := s.Timings[name]; !ok && len(s.Timings) >= MaxTimings {
+		return
+	}
+	s.Timings[name] = roundMillis(s.Timings[name] + sec)
 }
 
 // MarshalJSON writes files and failed as arrays even when empty, and format
@@ -95,6 +116,9 @@ func Merge(sums ...Summary) Summary {
 		out.Errors += s.Errors
 		out.Skipped += s.Skipped
 		out.TimeSeconds += s.TimeSeconds
+		for name, sec := range s.Timings {
+			out.addTiming(name, sec)
+		}
 		for _, f := range s.Failed {
 			if len(out.Failed) >= MaxFailed {
 				break

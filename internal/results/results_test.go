@@ -2,6 +2,7 @@ package results
 
 import (
 	"encoding/json"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -292,4 +293,41 @@ func FuzzParseJUnit(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// Suite timings are kept by name and file, nested suites included, and add
+// up across reports; a report without suites has none.
+func TestTimings(t *testing.T) {
+	a, err := ParseJUnit("a.xml", []byte(`<testsuites><testsuite name="pkg/a" file="a_test.go" time="2.5"><testcase name="x" time="2.5"/></testsuite><testsuite name="pkg/b"><testcase name="y" time="0.75"/></testsuite></testsuites>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ParseJUnit("b.xml", []byte(`<testsuite name="pkg/a" time="1"><testcase name="z"/></testsuite>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"pkg/a": 2.5, "a_test.go": 2.5, "pkg/b": 0.75}
+	if !maps.Equal(a.Timings, want) {
+		t.Fatalf("timings = %v, want %v", a.Timings, want)
+	}
+	m := Merge(a, b)
+	if m.Timings["pkg/a"] != 3.5 || m.Timings["pkg/b"] != 0.75 {
+		t.Fatalf("merged timings = %v", m.Timings)
+	}
+	// pytest: one suite, the modules in the cases' classname and file;
+	// a case's classname that is a suite's name is not counted twice.
+	py, err := ParseJUnit("py.xml", []byte(`<testsuites><testsuite name="pytest" time="4"><testcase classname="tests.test_a" file="tests/test_a.py" name="t1" time="1.5"/><testcase classname="tests.test_a" file="tests/test_a.py" name="t2" time="0.5"/><testcase classname="tests.test_b" name="t3" time="2"/><testcase classname="pytest" name="t4" time="9"/></testsuite></testsuites>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]float64{"pytest": 4, "tests.test_a": 2, "tests/test_a.py": 2, "tests.test_b": 2}; !maps.Equal(py.Timings, want) {
+		t.Fatalf("pytest timings = %v, want %v", py.Timings, want)
+	}
+	none, err := ParseJUnit("c.xml", []byte(`<testsuites tests="0"></testsuites>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if none.Timings != nil {
+		t.Fatalf("timings without suites = %v", none.Timings)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -84,6 +85,15 @@ type Spec struct {
 	// raw bytes instead of Stdout/Stderr and the run log; the log notes the
 	// capture and its size. See LocalOutputPaths and CheckLocalOutputs.
 	CaptureStdout, CaptureStderr string
+	// Shard, when set, makes this run one shard of a sharded run (run
+	// --shards): recorded in its record, and the command gets
+	// CRABBOX_SHARD_INDEX and CRABBOX_SHARD_TOTAL, and with Items
+	// CRABBOX_SHARD_ITEMS, the remote file holding them one per line.
+	Shard *runs.Shard
+	// RunID, when set, is the run's ID (lease.NewRunID's form), chosen by
+	// a caller that names the run before it starts (a sharded run's
+	// parent record); "" makes a new one.
+	RunID string
 }
 
 // Deps are the services a run uses.
@@ -147,6 +157,9 @@ type run struct {
 	// command got (nil before they are known).
 	step     string
 	envNames []string
+	// envAlways is how many of envNames every such run has (not worth
+	// a note).
+	envAlways int
 }
 
 // Run runs s. The error is nil only when the run succeeded; its exit code
@@ -158,7 +171,11 @@ func Run(ctx context.Context, d Deps, s Spec) (Outcome, error) {
 	if d.EndProgress == nil {
 		d.EndProgress = func(error) {}
 	}
-	r := &run{d: d, s: s, runID: lease.NewRunID(), fresh: s.Ident == "", step: StepLease,
+	id := s.RunID
+	if id == "" {
+		id = lease.NewRunID()
+	}
+	r := &run{d: d, s: s, runID: id, fresh: s.Ident == "", step: StepLease,
 		timing: map[string]any{"provider": d.Provider.Name()}}
 	// Local outputs are checked and made before anything runs.
 	var err error
@@ -171,6 +188,7 @@ func Run(ctx context.Context, d Deps, s Spec) (Outcome, error) {
 	defer abortCaptures(r.caps) // a no-op for the committed ones
 	r.rec, err = d.Runs.Start(runs.Record{
 		ID: r.runID, Provider: d.Provider.Name(), RepoRoot: s.RepoRoot, Command: s.commandWords(), Shell: s.Shell && s.Script == nil, StartedAt: d.Now(),
+		Shard: s.Shard,
 	})
 	if err != nil {
 		return Outcome{RunID: r.runID, Exit: exitcode.Code(err), Timing: r.timing}, err
@@ -353,10 +371,21 @@ func (r *run) render(l *provider.Lease, workdir, machine string) remotecmd.Comma
 	// The run's machine, in its environment: another machine's owner
 	// check sees this run as in progress while it lives.
 	vars["CRABBOX_MACHINE_ID"] = machine
+	items, always := "", 4 // the variables every run has
+	if sh := s.Shard; sh != nil {
+		always += 2
+		vars["CRABBOX_SHARD_INDEX"], vars["CRABBOX_SHARD_TOTAL"] = strconv.Itoa(sh.Index), strconv.Itoa(sh.Total)
+		if len(sh.Items) > 0 {
+			vars["CRABBOX_SHARD_ITEMS"] = remotecmd.ItemsFile(workdir, r.runID)
+			items = strings.Join(sh.Items, "\n") + "\n"
+			always++
+		}
+	}
 	r.envNames = envfwd.Names(vars)
+	r.envAlways = always
 	p := remotecmd.Params{
 		Workdir: workdir, Subdir: s.Subdir, RunID: r.runID, Argv: s.Argv, Shell: s.Shell || remotecmd.NeedsShell(s.Argv),
-		ResultsAuto: s.ResultsAuto, Env: envfwd.Render(vars), ForwardStdin: s.Stdin != nil,
+		ResultsAuto: s.ResultsAuto, Env: envfwd.Render(vars), ForwardStdin: s.Stdin != nil, Items: items,
 	}
 	if s.Script != nil {
 		p.Shell, p.UserScript = false, &remotecmd.UserScript{Body: string(s.Script.Body)}
@@ -366,7 +395,7 @@ func (r *run) render(l *provider.Lease, workdir, machine string) remotecmd.Comma
 
 // announceCommand prints the forwarded variables and the running line.
 func (r *run) announceCommand(l *provider.Lease) {
-	if len(r.envNames) > 4 {
+	if len(r.envNames) > r.envAlways {
 		r.notef("env forwarded: %s", strings.Join(r.envNames, ","))
 	}
 	r.notef("running on %s %s", l.Workspace, runs.CommandLine(r.s.commandWords(), r.s.Shell && r.s.Script == nil))
@@ -548,8 +577,12 @@ func (r *run) syncHook() string {
 }
 
 // scan is the local half of the sync (manifest, guards, fingerprint): the
-// one place a run computes it.
+// one place a run computes it, unless the spec brings one made earlier
+// (Sync.Plan: one snapshot for every shard of a sharded run).
 func (r *run) scan(ctx context.Context, so syncer.Options) *syncer.Plan {
+	if so.Plan != nil {
+		return so.Plan
+	}
 	return syncer.Scan(ctx, r.d.Runner, so)
 }
 

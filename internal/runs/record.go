@@ -11,6 +11,7 @@ package runs
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/results"
@@ -76,6 +77,11 @@ type Record struct {
 	FailedStep string
 	// Preflight is the machine snapshot of run --preflight (nil without).
 	Preflight *Preflight
+	// Shard places a shard's run in its sharded run (run --shards; nil
+	// for any other run); Shards are a sharded run's parent record's
+	// parts, by index.
+	Shard  *Shard
+	Shards []ShardRef
 
 	LogTruncated bool  // the start of the output was dropped (more than MaxLogBytes)
 	LogBytes     int64 // bytes of output, dropped ones included
@@ -125,6 +131,8 @@ type recordJSON struct {
 	Artifacts     []Artifact       `json:"artifacts,omitempty"`
 	FailedStep    string           `json:"failedStep,omitempty"`
 	Preflight     *Preflight       `json:"preflight,omitempty"`
+	Shard         *Shard           `json:"shard,omitempty"`
+	Shards        []ShardRef       `json:"shards,omitempty"`
 	LogTruncated  bool             `json:"logTruncated"`
 	LogBytes      int64            `json:"logBytes"`
 	LogIncomplete bool             `json:"logIncomplete"`
@@ -144,6 +152,7 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		RepoRoot: r.RepoRoot, Workdir: r.Workdir, Command: r.Command, Shell: r.Shell,
 		State: r.State, ExitCode: r.ExitCode, StartedAt: r.StartedAt,
 		Phases: r.Phases, SyncSkipped: r.SyncSkipped, Results: r.Results, Artifacts: r.Artifacts, FailedStep: r.FailedStep, Preflight: r.Preflight,
+		Shard: r.Shard, Shards: r.Shards,
 		LogTruncated: r.LogTruncated, LogBytes: r.LogBytes,
 		LogIncomplete: r.LogIncomplete, LogError: r.LogError, LogStoppedAt: r.LogStoppedAt, PID: r.PID, PIDStart: r.PIDStart, BootID: r.BootID, Host: r.Host,
 	}
@@ -184,6 +193,7 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 		RepoRoot: j.RepoRoot, Workdir: j.Workdir, Command: j.Command, Shell: j.Shell,
 		State: j.State, ExitCode: j.ExitCode, StartedAt: j.StartedAt,
 		Phases: j.Phases, SyncSkipped: j.SyncSkipped, Results: j.Results, Artifacts: j.Artifacts, FailedStep: j.FailedStep, Preflight: j.Preflight,
+		Shard: j.Shard, Shards: j.Shards,
 		LogTruncated: j.LogTruncated, LogBytes: j.LogBytes,
 		LogIncomplete: j.LogIncomplete, LogError: j.LogError, LogStoppedAt: j.LogStoppedAt, PID: j.PID, PIDStart: j.PIDStart, BootID: j.BootID, Host: j.Host,
 	}
@@ -209,6 +219,20 @@ func (r Record) Clone() Record {
 		r.ExitCode = &c
 	}
 	r.Preflight = r.Preflight.clone()
+	if r.Shard != nil {
+		sh := *r.Shard
+		sh.Items = append([]string(nil), sh.Items...)
+		r.Shard = &sh
+	}
+	if r.Shards != nil {
+		r.Shards = append([]ShardRef(nil), r.Shards...)
+		for i := range r.Shards {
+			if c := r.Shards[i].Exit; c != nil {
+				v := *c
+				r.Shards[i].Exit = &v
+			}
+		}
+	}
 	if r.Results != nil {
 		s := *r.Results
 		if s.Files != nil {
@@ -217,6 +241,7 @@ func (r Record) Clone() Record {
 		if s.Failed != nil {
 			s.Failed = append([]results.Failure(nil), s.Failed...)
 		}
+		s.Timings = maps.Clone(s.Timings)
 		r.Results = &s
 	}
 	return r

@@ -10,6 +10,7 @@ import (
 	"io"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -73,6 +74,12 @@ type Options struct {
 
 	Timeout time.Duration // the rsync step; 15m when zero
 	RSync   string        // rsync program; "rsync" when empty
+
+	// Plan, when set, is a scan made earlier (Scan with the same local
+	// options) that Sync sends instead of scanning again: one local
+	// snapshot synced to several machines (run --shards). A Plan is only
+	// read by Send, so one may serve concurrent syncs.
+	Plan *Plan
 }
 
 // DefaultOptions returns the sync defaults: Delete and Fingerprint on,
@@ -155,7 +162,11 @@ type Phase struct {
 
 // Sync sends the working tree to remote: Scan, then Send.
 func Sync(ctx context.Context, r execx.Runner, remote Remote, o Options, report func(Event)) (Result, error) {
-	return Send(ctx, r, remote, o, Scan(ctx, r, o), report)
+	p := o.Plan
+	if p == nil {
+		p = Scan(ctx, r, o)
+	}
+	return Send(ctx, r, remote, o, p, report)
 }
 
 // Plan is the local half of a sync: the manifest, the guards' verdict and
@@ -170,6 +181,33 @@ type Plan struct {
 	phases        []Phase
 	took          time.Duration
 	err           error
+}
+
+// Err is the scan's failure (a guard's refusal included), nil when the
+// plan can be sent.
+func (p *Plan) Err() error { return p.err }
+
+// Files are the manifest's paths (slash-separated, relative to the repo
+// root, sorted); nil when the scan failed. The slice is shared: do not
+// change it.
+func (p *Plan) Files() []string {
+	if p.m == nil {
+		return nil
+	}
+	return p.m.Files
+}
+
+// Size is the size of the manifest's file at path (as Files names it)
+// when it was scanned, and whether the manifest has it.
+func (p *Plan) Size(path string) (int64, bool) {
+	if p.m == nil {
+		return 0, false
+	}
+	i, ok := slices.BinarySearch(p.m.Files, path)
+	if !ok || i >= len(p.m.info) {
+		return 0, false
+	}
+	return p.m.info[i].size, true
 }
 
 // Scan builds the manifest, applies the large-sync and mass-deletion
