@@ -180,8 +180,7 @@ func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, rc 
 		Owner: a.ownerScript, Workdir: workdir, Compare: a.plan != nil, Hook: r.syncHook(), Nonce: r.runID, Command: rc,
 	})
 	start := d.Now()
-	var g *fastGate
-	g = newFastGate(remotecmd.FastMarker(r.runID), nil, nil, func() {
+	g := newFastGate(remotecmd.FastMarker(r.runID), nil, nil, func() {
 		a.announce()
 		if a.plan != nil {
 			a.onSkip(d.Now().Sub(start))
