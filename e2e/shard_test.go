@@ -387,3 +387,56 @@ func TestShardFaults(t *testing.T) {
 		w.cleanupAll(ws)
 	})
 }
+
+// warmup --count N --slug NAME makes the pool NAME-1..N at once, and
+// run --shards N --pool NAME runs shard i on NAME-i and keeps the pool;
+// a count above run.maxShards is refused before anything is leased.
+func TestShardPool(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	before := len(w.coderList())
+	r := w.crabbox("warmup", "--count", "9", "--slug", "big")
+	if r.code != 2 || !strings.Contains(r.stderr, "run.maxShards") {
+		t.Fatalf("warmup --count 9: exit %d, want 2 naming run.maxShards:\n%s", r.code, r.stderr)
+	}
+	if n := len(w.coderList()); n != before {
+		t.Errorf("the refused warmup changed Coder's list: %d -> %d workspaces", before, n)
+	}
+
+	r = w.runLong(nil, "warmup", "--count", "2", "--slug", "pool")
+	ws := map[int]string{}
+	for _, m := range regexp.MustCompile(`(?m)^leased cbx_[0-9a-f]{12} slug=pool-(\d) .* workspace=(\S+)$`).FindAllStringSubmatch(r.stdout, -1) {
+		i, _ := strconv.Atoi(m[1])
+		if ws[i] == "" {
+			ws[i] = m[2]
+			name := m[2]
+			t.Cleanup(func() { w.deleteWorkspace(name) })
+		}
+	}
+	if r.code != 0 || !strings.Contains(r.stdout, "pool pool ready count=2") || len(ws) != 2 {
+		t.Fatalf("warmup --count 2: exit %d, workspaces %v\n%s%s", r.code, ws, r.stdout, r.stderr)
+	}
+
+	r = w.runLong(nil, "run", "--shards", "2", "--pool", "pool", "--", "sh", "-c", `echo "shard $CRABBOX_SHARD_INDEX on $CRABBOX_SLUG"`)
+	if r.code != 0 {
+		t.Fatalf("run --pool: exit %d\n%s", r.code, r.stderr)
+	}
+	for i := 1; i <= 2; i++ {
+		if want := fmt.Sprintf("[%d/2] shard %d on pool-%d", i, i, i); !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	// The pool is kept for the next run: both still running.
+	rows := map[string]string{}
+	for _, row := range w.coderList() {
+		rows[row.Name] = row.Status
+	}
+	for i, name := range ws {
+		if rows[name] != "running" {
+			t.Errorf("pool lease %d (%s) is %q after the run, want running (kept)", i, name, rows[name])
+		}
+	}
+	w.must("stop", "pool-1")
+	w.must("stop", "pool-2")
+	w.assertNoneRunning(ws)
+}
