@@ -46,7 +46,7 @@ const maxHeld = 1 << 20
 // fastGate holds a fast attempt's output until the marker.
 type fastGate struct {
 	marker string
-	onGo   func() // at the marker, before any held output goes on
+	onGo   func(pre string) // at the marker (with the lines before it), before any held output goes on
 	out    io.Writer
 	errw   io.Writer
 
@@ -60,7 +60,7 @@ type fastGate struct {
 	endCh   chan struct{}
 }
 
-func newFastGate(marker string, out, errw io.Writer, onGo func()) *fastGate {
+func newFastGate(marker string, out, errw io.Writer, onGo func(pre string)) *fastGate {
 	return &fastGate{marker: marker, onGo: onGo, out: out, errw: errw, goCh: make(chan struct{}), endCh: make(chan struct{})}
 }
 
@@ -105,7 +105,7 @@ func (w gateErr) Write(p []byte) (int, error) {
 		rest = rest[i+1:]
 		if string(g.line) == g.marker {
 			g.line = nil
-			g.onGo()
+			g.onGo(g.pre.String())
 			_, err := g.out.Write(g.held.Bytes())
 			g.held.Reset()
 			g.started = true
@@ -180,7 +180,8 @@ func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, rc 
 		Owner: a.ownerScript, Workdir: workdir, Compare: a.plan != nil, Hook: r.syncHook(), Nonce: r.runID, Command: rc,
 	})
 	start := d.Now()
-	g := newFastGate(remotecmd.FastMarker(r.runID), nil, nil, func() {
+	g := newFastGate(remotecmd.FastMarker(r.runID), nil, nil, func(pre string) {
+		r.ownerPassed(a, pre)
 		a.announce()
 		if a.plan != nil {
 			a.onSkip(d.Now().Sub(start))
@@ -217,6 +218,7 @@ func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, rc 
 	hasOwner := strings.Contains(pre, "crabbox-owner owner ")
 	switch {
 	case code == remotecmd.FastSyncNeeded && strings.Contains(pre, remotecmd.FastSyncLine(r.runID)):
+		r.ownerPassed(a, pre)
 		return fastSyncNeeded, 0, nil
 	case a.ownerScript != "" && hasOwner && code != 0:
 		res, perr := owner.ParseResult(l, code, pre, lastProtocolLine(pre))
@@ -231,6 +233,19 @@ func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, rc 
 		}
 	}
 	return fastFallback, 0, nil
+}
+
+// ownerPassed is the verdict of an owner check that passed inside the
+// fast attempt (pre holds its lines): Decide says so when --reclaim took
+// the lease over from another machine, as Claim does on the ordinary path.
+func (r *run) ownerPassed(a fastAttempt, pre string) {
+	if a.ownerScript == "" || !strings.Contains(pre, "crabbox-owner owner ") {
+		return
+	}
+	res, err := owner.ParseResult(r.lease, 0, pre, "")
+	if err == nil {
+		_ = r.d.Owner.Decide(r.lease, r.s.Reclaim, res, takeOverRun) // code 0: never a refusal
+	}
 }
 
 // takeOverRun is the owner refusal's take-over command for a run.

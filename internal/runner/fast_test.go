@@ -214,7 +214,7 @@ func TestRunFastRefusedByAnotherOwner(t *testing.T) {
 // held stdout follows onGo, and what follows the marker passes.
 func TestFastGate(t *testing.T) {
 	var out, errb, order bytes.Buffer
-	g := newFastGate("crabbox-fast r go", &out, &errb, func() { order.WriteString("go;") })
+	g := newFastGate("crabbox-fast r go", &out, &errb, func(string) { order.WriteString("go;") })
 	o, e := gateOut{g}, gateErr{g}
 	o.Write([]byte("noise-out\n"))
 	e.Write([]byte("crabbox-owner owner - - -\nlogin noise\ncrabbox-fa"))
@@ -235,10 +235,49 @@ func TestFastGate(t *testing.T) {
 	}
 	// Without the marker nothing passes and the input stays unread.
 	out.Reset()
-	g2 := newFastGate("crabbox-fast r go", &out, &errb, func() { t.Error("onGo without a marker") })
+	g2 := newFastGate("crabbox-fast r go", &out, &errb, func(string) { t.Error("onGo without a marker") })
 	gateOut{g2}.Write([]byte("x\n"))
 	gateErr{g2}.Write([]byte("crabbox-fast r sync\n"))
 	if started, pre := g2.end(); started || pre != "crabbox-fast r sync\n" || out.Len() != 0 || g2.waitGo() {
 		t.Errorf("started=%v pre %q out %q", started, pre, out.String())
+	}
+}
+
+// --reclaim of a lease another machine owns says it took the lease over
+// when the owner check rode in the fast attempt, whether the command ran
+// at once (tree unchanged) or the tree needed a sync first; and the record
+// is this machine's afterwards.
+func TestRunFastReclaimSaysTookOver(t *testing.T) {
+	for _, changed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unchanged", true: "sync needed"}[changed], func(t *testing.T) {
+			h := newSyncHarness(t)
+			var warned []string
+			h.deps.Owner.Warn = func(msg string) { warned = append(warned, msg) }
+			if _, err := Run(context.Background(), h.deps, h.syncSpec("true")); err != nil {
+				t.Fatalf("first run: %v\n%s", err, h.notes)
+			}
+			rec := `{"machineId":"other-machine","leaseId":"cbx_999999999999","createdAt":"2026-01-01T00:00:00Z"}`
+			ownerFile := filepath.Join(h.workDir, remotecmd.OwnerFile)
+			if err := os.WriteFile(ownerFile, []byte(rec), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if changed {
+				h.writeRepo(t, "a.txt", "beta\n")
+			}
+			s := h.syncSpec("echo", "ran")
+			s.Reclaim = true
+			if _, err := Run(context.Background(), h.deps, s); err != nil {
+				t.Fatalf("reclaim run: %v\n%s", err, h.notes)
+			}
+			if !strings.Contains(h.out.String(), "ran") {
+				t.Fatalf("the command did not run: %q", h.out)
+			}
+			if len(warned) != 1 || !strings.Contains(warned[0], "took over lease cbx_0123456789ab") || !strings.Contains(warned[0], "other-machine") {
+				t.Errorf("warnings %q, want one take-over from other-machine", warned)
+			}
+			if b, _ := os.ReadFile(ownerFile); strings.Contains(string(b), "other-machine") {
+				t.Errorf("owner record still the other machine's: %s", b)
+			}
+		})
 	}
 }
