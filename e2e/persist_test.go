@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// masterPIDs are the persistent ssh control masters (ssh -f -N ...
-// ControlPersist=N) whose command line names workspace.
-func masterPIDs(workspace string) []int {
+// procsWhere are the PIDs of this machine's processes whose argv (and
+// whole NUL-joined command line) match.
+func procsWhere(match func(argv [][]byte, cmdline []byte) bool) []int {
 	var out []int
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -27,36 +27,29 @@ func masterPIDs(workspace string) []int {
 		if err != nil {
 			continue
 		}
-		argv := bytes.Split(bytes.TrimSuffix(b, []byte{0}), []byte{0})
-		if len(argv) > 2 && string(argv[0]) == "ssh" && string(argv[1]) == "-f" &&
-			bytes.Contains(b, []byte("ControlPersist=")) && bytes.Contains(b, []byte(workspace)) {
+		if argv := bytes.Split(bytes.TrimSuffix(b, []byte{0}), []byte{0}); len(argv) > 2 && match(argv, b) {
 			out = append(out, pid)
 		}
 	}
 	return out
 }
 
+// masterPIDs are the persistent ssh control masters (ssh -f -N ...
+// ControlPersist=N) whose command line names workspace.
+func masterPIDs(workspace string) []int {
+	return procsWhere(func(argv [][]byte, b []byte) bool {
+		return string(argv[0]) == "ssh" && string(argv[1]) == "-f" &&
+			bytes.Contains(b, []byte("ControlPersist=")) && bytes.Contains(b, []byte(workspace))
+	})
+}
+
 // stdioProxies are the live `coder ssh --stdio` processes for workspace
 // (the tunnels' ProxyCommands; a master's own command line only names one).
 func stdioProxies(workspace string) []int {
-	var out []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		argv := bytes.Split(bytes.TrimSuffix(b, []byte{0}), []byte{0})
-		if len(argv) > 2 && filepath.Base(string(argv[0])) == "coder" && string(argv[1]) == "ssh" &&
-			bytes.Contains(b, []byte("--stdio")) && bytes.Contains(b, []byte(workspace)) {
-			out = append(out, pid)
-		}
-	}
-	return out
+	return procsWhere(func(argv [][]byte, b []byte) bool {
+		return filepath.Base(string(argv[0])) == "coder" && string(argv[1]) == "ssh" &&
+			bytes.Contains(b, []byte("--stdio")) && bytes.Contains(b, []byte(workspace))
+	})
 }
 
 // setPersist appends ssh.persist to the world's user config.

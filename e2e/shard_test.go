@@ -347,12 +347,7 @@ func TestShardFaults(t *testing.T) {
 
 	t.Run("interrupt", func(t *testing.T) {
 		w := newWorld(t)
-		dir := t.TempDir()
-		p := w.start("", nil, "run", "--shards", "4", "--", fmt.Sprintf(`touch %s/started.$CRABBOX_SHARD_INDEX; sleep 120`, dir))
-		waitUntil(t, 3*time.Minute, "all 4 commands to start", p, func() bool {
-			m, _ := filepath.Glob(filepath.Join(dir, "started.*"))
-			return len(m) == 4
-		})
+		p := w.startFourSleeping()
 		p.cmd.Process.Signal(os.Interrupt)
 		r := p.wait(2 * time.Minute)
 		ws := w.shardWorkspaces(r.stderr)
@@ -366,12 +361,7 @@ func TestShardFaults(t *testing.T) {
 
 	t.Run("sigkill", func(t *testing.T) {
 		w := newWorld(t)
-		dir := t.TempDir()
-		p := w.start("", nil, "run", "--shards", "4", "--", fmt.Sprintf(`touch %s/started.$CRABBOX_SHARD_INDEX; sleep 120`, dir))
-		waitUntil(t, 3*time.Minute, "all 4 commands to start", p, func() bool {
-			m, _ := filepath.Glob(filepath.Join(dir, "started.*"))
-			return len(m) == 4
-		})
+		p := w.startFourSleeping()
 		r := p.kill()
 		ws := w.shardWorkspaces(r.stderr)
 		if len(ws) != 4 {
@@ -439,4 +429,17 @@ func TestShardPool(t *testing.T) {
 	w.must("stop", "pool-1")
 	w.must("stop", "pool-2")
 	w.assertNoneRunning(ws)
+}
+
+// startFourSleeping starts a 4-shard run whose commands sleep, and returns
+// once all 4 have started.
+func (w *world) startFourSleeping() *proc {
+	w.t.Helper()
+	dir := w.t.TempDir()
+	p := w.start("", nil, "run", "--shards", "4", "--", fmt.Sprintf(`touch %s/started.$CRABBOX_SHARD_INDEX; sleep 120`, dir))
+	waitUntil(w.t, 3*time.Minute, "all 4 commands to start", p, func() bool {
+		m, _ := filepath.Glob(filepath.Join(dir, "started.*"))
+		return len(m) == 4
+	})
+	return p
 }
