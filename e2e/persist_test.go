@@ -160,46 +160,6 @@ func TestPersistentTunnelOff(t *testing.T) {
 	w.must("stop", l.id)
 }
 
-// TestPersistentTunnelMeasure (only with CRABBOX_E2E_MEASURE=1): warm
-// no-change `run --id L -- true` with a live persistent master (A) vs
-// ssh.persist 0 (B: coder list + a fresh proxied tunnel), interleaved.
-func TestPersistentTunnelMeasure(t *testing.T) {
-	if os.Getenv("CRABBOX_E2E_MEASURE") != "1" {
-		t.Skip("set CRABBOX_E2E_MEASURE=1")
-	}
-	w := newWorld(t)
-	l := w.warmup("--slug", "e2e-persist-bench")
-	w.must("run", "--id", l.id, "--", "true") // first sync
-	var a, b []time.Duration
-	timed := func(env []string) time.Duration {
-		start := time.Now()
-		r := w.crabboxEnv(env, "run", "--id", l.id, "--", "true")
-		d := time.Since(start)
-		if r.code != 0 {
-			t.Fatalf("exit %d", r.code)
-		}
-		return d
-	}
-	for i := 0; i < 9; i++ {
-		b = append(b, timed([]string{"CRABBOX_SSH_PERSIST=0"}))
-		a = append(a, timed(nil))
-	}
-	stat := func(ds []time.Duration) string {
-		s := append([]time.Duration(nil), ds...)
-		for i := range s {
-			for j := i + 1; j < len(s); j++ {
-				if s[j] < s[i] {
-					s[i], s[j] = s[j], s[i]
-				}
-			}
-		}
-		return "median " + s[len(s)/2].Round(time.Millisecond).String() + " (min " + s[0].Round(time.Millisecond).String() + ", max " + s[len(s)-1].Round(time.Millisecond).String() + ")"
-	}
-	t.Logf("MEASURE live master: %s; ssh.persist 0: %s; n=%d each", stat(a), stat(b), len(a))
-	w.must("stop", l.id)
-}
-
-// alive reports whether pid runs.
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
 // Issue 13 acceptance: after `coder stop` behind crabbox's back, the next
