@@ -25,7 +25,7 @@ lab-setup:
 # Lab end-to-end tests against a real Coder server (brought up and down by
 # the tests themselves). Needs `make lab-setup` once.
 e2e:
-	$(GO) test -tags e2e -count=1 -timeout 45m -v ./e2e/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|e2e:)|panic' ; exit $${PIPESTATUS[0]}
+	$(GO) test -tags e2e -count=1 -timeout 45m -v ./e2e/ 2>&1 | tee e2e.log | grep -aE '^(=== RUN|--- |PASS|FAIL|ok|e2e:)|panic' ; exit $${PIPESTATUS[0]}
 
 # Everything: install/build what the tests need, then vet, gofmt, unit
 # tests (some use a private sshd), then the lab e2e tests.
