@@ -483,7 +483,10 @@ func (rc *receiver) write(name string, targets []target, src io.Reader, size int
 			if o.af != nil {
 				o.af.Abort()
 			} else {
+				// A partial artifact is not kept: it would sit in
+				// the run's dir unlisted, with the wrong content.
 				o.f.Close()
+				_ = rc.root.Remove(o.t.artifact)
 			}
 		}
 	}

@@ -409,6 +409,10 @@ func TestFetchHostileStreams(t *testing.T) {
 		{"symlink entry", func(m string) string {
 			return rec(m, "A", "a", "a", "4", "T") + string(tarOf(t, &tar.Header{Name: "./a", Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd"}))
 		}, "", "notfile"},
+		{"cut mid-file", func(m string) string {
+			full := tarOf(t, reg("./a", 400))
+			return rec(m, "A", "a", "a", "400", "T") + string(full[:512+100])
+		}, "receiving a", ""},
 		{"changed size", func(m string) string {
 			return rec(m, "A", "a", "a", "4", "T") + string(tarOf(t, reg("./a", 9)))
 		}, "", "changed"},
@@ -432,6 +436,12 @@ func TestFetchHostileStreams(t *testing.T) {
 			if len(res.Artifacts) != 0 {
 				t.Errorf("artifacts kept: %+v", res.Artifacts)
 			}
+			filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					t.Errorf("left %s behind", p)
+				}
+				return nil
+			})
 			entries, _ := os.ReadDir(base)
 			for _, e := range entries {
 				if e.Name() != "artifacts" {

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -75,6 +76,17 @@ func (r *run) fetchArtifacts(ctx context.Context, sess *sshx.Session, workdir st
 	start := r.d.Now()
 	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	res, err := artifacts.Fetch(fctx, sess, req)
+	if retriable(fctx, err) {
+		// The transfer only reads the workdir, so it is repeated whole
+		// into an empty dir: a tunnel that stalled under load (its
+		// keepalives unanswered) must not cost the run its artifacts.
+		r.newTunnel(sess, "artifacts", err)
+		if rerr := os.RemoveAll(req.Dir); rerr != nil {
+			r.notef("warning: artifacts: %v", rerr)
+		} else {
+			res, err = artifacts.Fetch(fctx, sess, req)
+		}
+	}
 	cancel()
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		err = exitcode.Errorf(exitcode.Transport, "fetching artifacts: timed out after %s", fetchTimeout)

@@ -440,3 +440,52 @@ func TestRunReleaseFailureDigest(t *testing.T) {
 		t.Errorf("record failed step %q", rec.FailedStep)
 	}
 }
+
+// A tunnel lost while the artifacts or the test results are read (a
+// master whose keepalives went unanswered under load) costs one retry over
+// a new tunnel, not the run's files: every artifact arrives whole, the
+// results are recorded, the exit code is the command's. Without the
+// retry the manifest lacked the files (seen on a loaded CI machine).
+func TestRunAfterCommandTransportRetried(t *testing.T) {
+	junit := `<testsuite name="pkg" tests="2" failures="0"><testcase name="A"/><testcase name="B"/></testsuite>`
+	for _, tc := range []struct {
+		name, fail string // the remote line that fails once with 255
+		before     bool   // fail before running it (nothing sent)
+	}{
+		{"artifacts after sending", "CRABBOX-ARTIFACTS-1-", false},
+		{"artifacts before sending", "CRABBOX-ARTIFACTS-1-", true},
+		{"results", "wc -c <", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.lb.transport, h.lb.transportOnce, h.lb.transportBefore = tc.fail, true, tc.before
+			s := h.spec("sh", "-c", writeOutputs+"; echo '"+junit+"' > junit.xml")
+			s.Artifacts = ArtifactSpec{Globs: []string{"out/*", "cov/**"}}
+			s.JUnit = []string{"junit.xml"}
+			out, err := Run(context.Background(), h.deps, s)
+			if err != nil || out.Exit != 0 {
+				t.Fatalf("err %v exit %d\n%s", err, out.Exit, h.notes)
+			}
+			// Positive control: the failure was injected.
+			if h.lb.transport != "" {
+				t.Fatalf("no remote line matched %q", tc.fail)
+			}
+			if !strings.Contains(h.notes.String(), "retrying once over a new tunnel") {
+				t.Errorf("no retry note:\n%s", h.notes)
+			}
+			rec, _ := h.store.Get(out.RunID)
+			if len(rec.Artifacts) != 3 {
+				t.Fatalf("%d artifacts, want 3\n%s", len(rec.Artifacts), h.notes)
+			}
+			for _, a := range rec.Artifacts {
+				want := fileSum(t, filepath.Join(h.remoteWorkdir(), a.Path))
+				if a.SHA256 != want || fileSum(t, filepath.Join(h.store.ArtifactsDir(out.RunID), a.Path)) != want {
+					t.Errorf("%s: manifest %s, remote %s", a.Path, a.SHA256, want)
+				}
+			}
+			if rec.Results == nil || rec.Results.Tests != 2 {
+				t.Errorf("results %+v\n%s", rec.Results, h.notes)
+			}
+		})
+	}
+}

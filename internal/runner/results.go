@@ -18,7 +18,14 @@ import (
 func (r *run) collectResults(ctx context.Context, sess *sshx.Session, workdir, dir string) {
 	script := remotecmd.JUnitScript(workdir, dir, r.runID, r.s.JUnit, r.s.ResultsAuto)
 	var out, errb bytes.Buffer
-	if _, err := sess.Run(ctx, script, nil, &out, &errb); err != nil {
+	_, err := sess.Run(ctx, script, nil, &out, &errb)
+	if retriable(ctx, err) {
+		r.newTunnel(sess, "results", err) // the script only reads
+		out.Reset()
+		errb.Reset()
+		_, err = sess.Run(ctx, script, nil, &out, &errb)
+	}
+	if err != nil {
 		r.notef("warning: collecting test results: %v", err)
 		return
 	}

@@ -602,7 +602,7 @@ func (r *run) sync(ctx context.Context, sess *sshx.Session, workdir string, plan
 		plan = r.scan(ctx, so)
 	}
 	res, err := syncer.Send(ctx, r.d.Runner, sess, so, plan, r.syncReport)
-	if err != nil && exitcode.Code(err) == exitcode.Transport && ctx.Err() == nil {
+	if retriable(ctx, err) {
 		// The sync protocol is idempotent (the remote fingerprint is
 		// dropped before anything changes), so a sync that lost its
 		// transport is retried once over a fresh tunnel: the old master
@@ -613,17 +613,30 @@ func (r *run) sync(ctx context.Context, sess *sshx.Session, workdir string, plan
 				return nil, rerr
 			}
 		} else {
-			r.notef("sync: %v; retrying once over a new tunnel", err)
-			// Shutdown, not Close: a persistent master (ssh.persist) must
-			// end too, or the retry would attach to the same stalled one.
-			if cerr := sess.Shutdown(); cerr != nil {
-				r.notef("warning: closing the old tunnel: %v", cerr)
-			}
+			r.newTunnel(sess, "sync", err)
 		}
 		res, err = syncer.Send(ctx, r.d.Runner, sess, so, r.scan(ctx, so), r.syncReport)
 	}
 	r.recordSync(res, err)
 	return sess, err
+}
+
+// retriable reports whether err, from a step that is safe to repeat,
+// lost its transport (and the run was not interrupted): such a step is
+// tried once more over a new tunnel (newTunnel).
+func retriable(ctx context.Context, err error) bool {
+	return err != nil && exitcode.Code(err) == exitcode.Transport && ctx.Err() == nil
+}
+
+// newTunnel notes that step lost its transport (err) and ends the tunnel,
+// so the retry opens a new one. Shutdown, not Close: a persistent master
+// (ssh.persist) must end too, or the retry would attach to the same
+// stalled one.
+func (r *run) newTunnel(sess *sshx.Session, step string, err error) {
+	r.notef("%s: %v; retrying once over a new tunnel", step, execx.FirstLine(err.Error()))
+	if cerr := sess.Shutdown(); cerr != nil {
+		r.notef("warning: closing the old tunnel: %v", cerr)
+	}
 }
 
 // recordSync puts a sync's result in the timing and the run record.
