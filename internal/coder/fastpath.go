@@ -51,7 +51,8 @@ func (p *Provider) readyClaim(ident string, req ResolveRequest) *claims.Claim {
 // program runs at all. It applies only when the cached `coder whoami`
 // names the claim's deployment and owner (otherwise the ordinary path
 // decides), and the master must answer `ssh -O check` and one ready check
-// through it. Anything else returns nil and the ordinary path runs: a
+// through it (left to the caller's first round trip with
+// req.DeferReady: the lease is then ReadyUnchecked). Anything else returns nil and the ordinary path runs: a
 // dead master's socket is removed, a master that does not pass the ready
 // check is ended first. With --reclaim the master is ended and the
 // ordinary path runs.
@@ -84,19 +85,21 @@ func (p *Provider) warm(ctx context.Context, ident string, req ResolveRequest) (
 	if err != nil || !s.Attach(ctx) {
 		return nil, nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, warmCheckTimeout)
-	code, err := s.Run(cctx, l.Target.ReadyCheck, nil, nil, nil)
-	cancel()
-	if err != nil || code != 0 {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	if !req.DeferReady {
+		cctx, cancel := context.WithTimeout(ctx, warmCheckTimeout)
+		code, err := s.Run(cctx, l.Target.ReadyCheck, nil, nil, nil)
+		cancel()
+		if err != nil || code != 0 {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			_ = s.Shutdown()
+			return nil, nil
 		}
-		_ = s.Shutdown()
-		return nil, nil
 	}
 	l, err = p.bindReady(l, req, hit.CoderURL)
 	if l != nil {
-		l.Unconfirmed = true
+		l.Unconfirmed, l.ReadyUnchecked = true, req.DeferReady
 	}
 	return l, err
 }

@@ -357,3 +357,30 @@ func TestSpeculativeMasterEndedUnlessListingConfirms(t *testing.T) {
 		})
 	}
 }
+
+// With DeferReady the caller carries the ready check in its own first
+// round trip: the warm resolve runs only `ssh -O check` and says the
+// check is still to do (positive control: without DeferReady the same
+// resolve runs it, TestWarmResolveUsesLiveMasterWithoutCoder).
+func TestWarmResolveDefersReadyCheck(t *testing.T) {
+	masterDir := newMachine(t)
+	warmUp(t, masterDir)
+
+	h := warmHarness(t, masterDir)
+	h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1", "state", StateReady))
+	req := prepareReq(h)
+	req.DeferReady = true
+	l, err := h.p.Resolve(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := callsOf(h, "coder"); len(c) != 0 {
+		t.Fatalf("called coder: %q", c)
+	}
+	if ssh := callsOf(h, "ssh"); len(ssh) != 1 || !strings.HasPrefix(ssh[0], "ssh -O check") {
+		t.Fatalf("ssh calls = %q; want -O check alone", ssh)
+	}
+	if !l.Unconfirmed || !l.ReadyUnchecked || l.Target.ReadyCheck != ReadyCheck {
+		t.Fatalf("lease unconfirmed=%v readyUnchecked=%v check=%q", l.Unconfirmed, l.ReadyUnchecked, l.Target.ReadyCheck)
+	}
+}

@@ -54,7 +54,12 @@ type Lease struct {
 	// a resolve means the machine may be stopping behind crabbox's back:
 	// the run resolves it again with ResolveRequest.Confirm.
 	Unconfirmed bool
-	Target      lease.Target
+	// ReadyUnchecked is true when a fast-path resolve left Target's
+	// ReadyCheck to the caller (ResolveRequest.DeferReady): the caller runs
+	// it in its first round trip and resolves again with Confirm when it
+	// fails.
+	ReadyUnchecked bool
+	Target         lease.Target
 	// CreatedAt, LastTouchedAt and ExpiresAt come from the claim (zero when
 	// unknown).
 	CreatedAt, LastTouchedAt, ExpiresAt time.Time
@@ -112,6 +117,10 @@ type ResolveRequest struct {
 	// Confirm asks the provider's inventory even when a live persistent
 	// connection could answer alone (no fast path).
 	Confirm bool
+	// DeferReady says the caller runs Target.ReadyCheck itself, folded
+	// into its first round trip, when the lease comes back ReadyUnchecked:
+	// a fast path may then skip its own check (one ssh less per warm run).
+	DeferReady bool
 }
 
 // Release actions.

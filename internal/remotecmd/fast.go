@@ -11,8 +11,16 @@ import (
 // fingerprint differs from the one sent: the command did not start.
 const FastSyncNeeded = 82
 
+// FastNotReady is the exit code of a fast line whose Ready check failed:
+// nothing else ran.
+const FastNotReady = 83
+
 // FastParams are the inputs of FastLine.
 type FastParams struct {
+	// Ready, when not "", is the lease's ready check, run first (stdin
+	// /dev/null, output dropped): when it fails the line prints
+	// FastNotReadyLine and exits FastNotReady.
+	Ready string
 	// Owner, when not "", is an OwnerScript run first: its verdict lines
 	// go to stderr and a non-zero exit (OwnerForeign, OwnerBusy, 97) ends
 	// the line before anything else runs.
@@ -43,6 +51,9 @@ func FastMarker(nonce string) string { return "crabbox-fast " + nonce + " go" }
 // FastSyncLine is the stderr line that comes with FastSyncNeeded.
 func FastSyncLine(nonce string) string { return "crabbox-fast " + nonce + " sync" }
 
+// FastNotReadyLine is the stderr line that comes with FastNotReady.
+func FastNotReadyLine(nonce string) string { return "crabbox-fast " + nonce + " not-ready" }
+
 // FastLine is one remote command line that folds a warm run's round trips
 // into one: the owner check (with its record written), the sync's skip
 // check and the command itself (issue 13, item 3). The comparison takes no
@@ -53,6 +64,9 @@ func FastSyncLine(nonce string) string { return "crabbox-fast " + nonce + " sync
 // none of it when the answer is "sync needed".
 func FastLine(p FastParams) string {
 	var b strings.Builder
+	if p.Ready != "" {
+		fmt.Fprintf(&b, "( %s\n) </dev/null >/dev/null 2>&1 || { printf '%%s\\n' %s >&2; exit %d; }; ", p.Ready, sshx.Quote(FastNotReadyLine(p.Nonce)), FastNotReady)
+	}
 	if p.Owner != "" {
 		// The owner script ends with exit: a subshell keeps this line going.
 		fmt.Fprintf(&b, "( %s\n) </dev/null >&2 || exit $?; ", p.Owner)

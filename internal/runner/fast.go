@@ -3,6 +3,7 @@ package runner
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"sync"
@@ -176,8 +177,12 @@ type fastAttempt struct {
 // fast-path resolve made the lease resolve again.
 func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, rc remotecmd.Command, a fastAttempt) (fastVerdict, int, error) {
 	d, s, l := r.d, r.s, r.lease
+	ready := ""
+	if l.ReadyUnchecked {
+		ready = l.Target.ReadyCheck
+	}
 	line := remotecmd.FastLine(remotecmd.FastParams{
-		Owner: a.ownerScript, Workdir: workdir, Compare: a.plan != nil, Hook: r.syncHook(), Nonce: r.runID, Command: rc,
+		Ready: ready, Owner: a.ownerScript, Workdir: workdir, Compare: a.plan != nil, Hook: r.syncHook(), Nonce: r.runID, Command: rc,
 	})
 	start := d.Now()
 	g := newFastGate(remotecmd.FastMarker(r.runID), nil, nil, func(pre string) {
@@ -215,6 +220,17 @@ func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, rc 
 	case err != nil:
 		return fastFailed, -1, err
 	}
+	if code == remotecmd.FastNotReady && ready != "" && strings.Contains(pre, remotecmd.FastNotReadyLine(r.runID)) {
+		// The live connection answered, the workspace did not pass its
+		// ready check: ask the provider, as the ordinary resolve would.
+		ns, rerr := r.reconfirm(ctx, *sess, errors.New("its ready check failed"))
+		if rerr != nil {
+			return fastFailed, -1, rerr
+		}
+		*sess = ns
+		return fastFallback, 0, nil
+	}
+	l.ReadyUnchecked = false // the line got past the check
 	hasOwner := strings.Contains(pre, "crabbox-owner owner ")
 	switch {
 	case code == remotecmd.FastSyncNeeded && strings.Contains(pre, remotecmd.FastSyncLine(r.runID)):

@@ -281,3 +281,53 @@ func TestRunFastReclaimSaysTookOver(t *testing.T) {
 		})
 	}
 }
+
+// A fast-path resolve leaves the ready check to the run (DeferReady): it
+// travels inside the one round trip, not as an ssh of its own; when it
+// fails there, or alone before a run that makes no fast attempt
+// (--preflight), the lease is resolved again through the provider and
+// the run goes on. Positive control: the check ran (its marker file).
+func TestRunDeferredReadyCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		pass      bool
+		preflight bool
+		wantCalls []string
+	}{
+		{"passes in the fast line", true, false, []string{"resolve blue"}},
+		{"fails in the fast line", false, false, []string{"resolve blue", "resolve blue confirm"}},
+		{"passes alone", true, true, []string{"resolve blue"}},
+		{"fails alone", false, true, []string{"resolve blue", "resolve blue confirm"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.prov.unconfirmed = true
+			ran := filepath.Join(t.TempDir(), "ready-ran")
+			h.prov.target.ReadyCheck = "touch " + ran + " && " + map[bool]string{true: "true", false: "false"}[tc.pass]
+			s := h.spec("sh", "-c", "echo ran")
+			s.Ident, s.Preflight = "blue", tc.preflight
+			out, err := Run(context.Background(), h.deps, s)
+			if err != nil {
+				t.Fatalf("err %v\nnotes:\n%s", err, h.notes)
+			}
+			if _, serr := os.Stat(ran); serr != nil {
+				t.Fatalf("the ready check never ran: %v", serr)
+			}
+			if !slices.Equal(h.prov.calls, tc.wantCalls) {
+				t.Errorf("provider calls %q, want %q", h.prov.calls, tc.wantCalls)
+			}
+			alone := 0
+			for _, c := range h.lb.calls() {
+				if strings.HasSuffix(c, "-- "+h.prov.target.ReadyCheck) {
+					alone++
+				}
+			}
+			if want := map[bool]int{true: 1, false: 0}[tc.preflight]; alone != want {
+				t.Errorf("%d ssh calls ran the ready check alone, want %d:\n%s", alone, want, strings.Join(h.lb.calls(), "\n"))
+			}
+			if !tc.preflight && (strings.TrimSpace(h.out.String()) != "ran" || out.State != "succeeded") {
+				t.Errorf("stdout %q state %s", h.out, out.State)
+			}
+		})
+	}
+}

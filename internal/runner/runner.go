@@ -296,6 +296,15 @@ func (r *run) execute(ctx context.Context) (int, error) {
 			}
 		}
 	}
+	if l.ReadyUnchecked {
+		// No fast attempt carried the ready check the fast-path resolve
+		// left to this run: it goes first, alone.
+		if sess, err = r.checkReady(ctx, sess); err != nil {
+			return -1, err
+		}
+		l = r.lease
+		workdir = syncer.WorkdirFor(l.Target.WorkRoot, l.ID, repoName)
+	}
 	if !ownerDone {
 		claim := func() error {
 			return d.Owner.Claim(ctx, sess, l, s.Reclaim, takeOverRun)
@@ -529,7 +538,7 @@ func (r *run) resolve(ctx context.Context, confirm bool) (*provider.Lease, error
 	d, s := r.d, r.s
 	return d.Provider.Resolve(ctx, provider.ResolveRequest{
 		Ident: s.Ident, Mode: provider.Prepare, RepoRoot: s.RepoRoot, Reclaim: s.Reclaim, Ready: d.Ready, Open: d.Open,
-		Confirm: confirm,
+		Confirm: confirm, DeferReady: !confirm,
 	})
 }
 
@@ -559,6 +568,29 @@ func (r *run) reconfirm(ctx context.Context, sess *sshx.Session, cause error) (*
 	r.lease = l
 	return r.d.Tunnels.Get(l.Target)
 }
+
+// checkReady runs the ready check a fast-path resolve left to the run
+// (Lease.ReadyUnchecked); when it fails, or its transport does, the lease
+// is resolved again through the provider (reconfirm), whose own wait
+// checks readiness. The session returned is the one the run goes on with.
+func (r *run) checkReady(ctx context.Context, sess *sshx.Session) (*sshx.Session, error) {
+	cctx, cancel := context.WithTimeout(ctx, readyCheckTimeout)
+	code, err := sess.Run(cctx, r.lease.Target.ReadyCheck, nil, nil, nil)
+	cancel()
+	switch {
+	case ctx.Err() != nil:
+		return nil, context.Canceled
+	case err == nil && code == 0:
+		r.lease.ReadyUnchecked = false
+		return sess, nil
+	case err == nil:
+		err = fmt.Errorf("its ready check exited %d", code)
+	}
+	return r.reconfirm(ctx, sess, err)
+}
+
+// readyCheckTimeout bounds checkReady's round trip.
+const readyCheckTimeout = 10 * time.Second
 
 // syncOptions are the run's sync options for workdir.
 func (r *run) syncOptions(workdir string) syncer.Options {

@@ -130,6 +130,7 @@ func (p *fakeProvider) Resolve(ctx context.Context, req provider.ResolveRequest)
 	} else {
 		p.record("resolve " + req.Ident)
 		l.Unconfirmed = p.unconfirmed
+		l.ReadyUnchecked = p.unconfirmed && req.DeferReady
 	}
 	return l, nil
 }
