@@ -80,11 +80,12 @@ func (r *run) fetchArtifacts(ctx context.Context, sess *sshx.Session, workdir st
 		// The transfer only reads the workdir, so it is repeated whole
 		// into an empty dir: a tunnel that stalled under load (its
 		// keepalives unanswered) must not cost the run its artifacts.
-		r.newTunnel(sess, "artifacts", err)
-		if rerr := os.RemoveAll(req.Dir); rerr != nil {
+		if ns, rerr := r.newTunnel(fctx, sess, "artifacts", err); rerr != nil {
+			r.notef("warning: artifacts: %v", rerr)
+		} else if rerr := os.RemoveAll(req.Dir); rerr != nil {
 			r.notef("warning: artifacts: %v", rerr)
 		} else {
-			res, err = artifacts.Fetch(fctx, sess, req)
+			res, err = artifacts.Fetch(fctx, ns, req)
 		}
 	}
 	cancel()

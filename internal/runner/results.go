@@ -20,10 +20,14 @@ func (r *run) collectResults(ctx context.Context, sess *sshx.Session, workdir, d
 	var out, errb bytes.Buffer
 	_, err := sess.Run(ctx, script, nil, &out, &errb)
 	if retriable(ctx, err) {
-		r.newTunnel(sess, "results", err) // the script only reads
-		out.Reset()
-		errb.Reset()
-		_, err = sess.Run(ctx, script, nil, &out, &errb)
+		// The script only reads: it is run again over a new tunnel.
+		if ns, rerr := r.newTunnel(ctx, sess, "results", err); rerr != nil {
+			err = rerr
+		} else {
+			out.Reset()
+			errb.Reset()
+			_, err = ns.Run(ctx, script, nil, &out, &errb)
+		}
 	}
 	if err != nil {
 		r.notef("warning: collecting test results: %v", err)

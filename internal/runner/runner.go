@@ -639,13 +639,9 @@ func (r *run) sync(ctx context.Context, sess *sshx.Session, workdir string, plan
 		// dropped before anything changes), so a sync that lost its
 		// transport is retried once over a fresh tunnel: the old master
 		// may be stalled rather than gone, so it is closed first.
-		if r.mayReconfirm(ctx, err) {
-			var rerr error
-			if sess, rerr = r.reconfirm(ctx, sess, err); rerr != nil {
-				return nil, rerr
-			}
-		} else {
-			r.newTunnel(sess, "sync", err)
+		var rerr error
+		if sess, rerr = r.newTunnel(ctx, sess, "sync", err); rerr != nil {
+			return nil, rerr
 		}
 		res, err = syncer.Send(ctx, r.d.Runner, sess, so, r.scan(ctx, so), r.syncReport)
 	}
@@ -660,15 +656,22 @@ func retriable(ctx context.Context, err error) bool {
 	return err != nil && exitcode.Code(err) == exitcode.Transport && ctx.Err() == nil
 }
 
-// newTunnel notes that step lost its transport (err) and ends the tunnel,
-// so the retry opens a new one. Shutdown, not Close: a persistent master
-// (ssh.persist) must end too, or the retry would attach to the same
-// stalled one.
-func (r *run) newTunnel(sess *sshx.Session, step string, err error) {
+// newTunnel is the session a step that lost its transport (err) is
+// retried over. After a fast-path resolve the lease is resolved again
+// through the provider first (reconfirm): a new tunnel goes by name, and
+// only the listing proves the name still means the lease's machine.
+// Otherwise the tunnel is ended so the retry opens a new one. Shutdown,
+// not Close: a persistent master (ssh.persist) must end too, or the retry
+// would attach to the same stalled one.
+func (r *run) newTunnel(ctx context.Context, sess *sshx.Session, step string, err error) (*sshx.Session, error) {
+	if r.mayReconfirm(ctx, err) {
+		return r.reconfirm(ctx, sess, err)
+	}
 	r.notef("%s: %v; retrying once over a new tunnel", step, execx.FirstLine(err.Error()))
 	if cerr := sess.Shutdown(); cerr != nil {
 		r.notef("warning: closing the old tunnel: %v", cerr)
 	}
+	return sess, nil
 }
 
 // recordSync puts a sync's result in the timing and the run record.

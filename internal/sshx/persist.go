@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/execx"
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/fsx"
 )
 
@@ -135,7 +136,7 @@ func (s *Session) checkLocked(ctx context.Context) bool {
 // the socket answers `ssh -O check` and its record names this machine. A
 // socket that does not answer is removed; a master recorded for another
 // machine (or with no record) is ended first. Called with the lock held.
-func (s *Session) attachLocked(ctx context.Context) bool {
+func (s *Session) attachLocked(ctx context.Context, pin bool) bool {
 	if s.open && exists(s.sock) {
 		return true
 	}
@@ -152,6 +153,9 @@ func (s *Session) attachLocked(ctx context.Context) bool {
 		return false
 	}
 	s.open, s.sockSeen = true, true
+	if pin {
+		s.pinned = true
+	}
 	if fi, err := os.Stat(s.logPath()); err == nil {
 		s.logDone = fi.Size() // the earlier processes' diagnostics are theirs
 	}
@@ -159,7 +163,9 @@ func (s *Session) attachLocked(ctx context.Context) bool {
 }
 
 // Attach uses a live persistent master for the session's machine without
-// starting one: true when one answers (the session is then open). A dead
+// starting one: true when one answers (the session is then open and
+// pinned to that master: no later call of it starts a connection of its
+// own until Shutdown). A dead
 // or mismatched master is cleared away and false returned, as it is for a
 // session that does not persist.
 func (s *Session) Attach(ctx context.Context) bool {
@@ -178,7 +184,12 @@ func (s *Session) Attach(ctx context.Context) bool {
 		return false
 	}
 	defer unlock()
-	return s.attachLocked(ctx)
+	return s.attachLocked(ctx, true)
+}
+
+// pinnedGone is the error of a pinned session whose master ended.
+func (s *Session) pinnedGone() error {
+	return exitcode.Errorf(exitcode.Transport, "the persistent ssh connection to %s ended", s.t.Host)
 }
 
 // Shutdown ends the session's master, a persistent one included (whether

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/execx"
+	"github.com/crabbox-dev/crabbox/internal/exitcode"
 )
 
 // masterPID is the pid of the one master process for sock.
@@ -167,5 +168,65 @@ func TestPersistentSocketFallback(t *testing.T) {
 	s2 := NewSession(execx.NewFake(), tg, SessionOptions{Persist: time.Minute, MasterDir: deep, TempDir: tmp})
 	if err := s2.persistentPathsLocked(); err == nil && strings.HasPrefix(s2.sock, want) {
 		t.Fatalf("socket %s in a non-private dir", s2.sock)
+	}
+}
+
+// TestPinnedSessionNeverConnectsByItself: a session attached to a live
+// persistent master (the warm fast path) uses that master only. When the
+// master ends under it (removed socket, or killed with its socket left),
+// a command fails as a transport error and no proxy starts: the
+// ProxyCommand goes by name, which may name another machine by now.
+// After Shutdown the session opens a master of its own again (positive
+// control: the proxy count rises).
+func TestPinnedSessionNeverConnectsByItself(t *testing.T) {
+	d := startSSHD(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			base := t.TempDir()
+			marker := fmt.Sprintf("crabbox-pin-marker-%d-%d", os.Getpid(), time.Now().UnixNano())
+			proxyLog := filepath.Join(base, "proxy.log")
+			tg := d.proxyTarget(t, marker, proxyLog, filepath.Join(base, "kh", "known_hosts"))
+			tg.ControlKey = "test:machine-1"
+			opts := SessionOptions{Persist: 60 * time.Second, MasterDir: filepath.Join(base, "masters"), ExtraArgs: d.extraArgs()}
+			proxies := func() int {
+				b, _ := os.ReadFile(proxyLog)
+				return strings.Count(string(b), "proxy started")
+			}
+			s1 := NewSession(execx.OS{}, tg, opts)
+			if err := s1.WaitReady(ctx, 30*time.Second, nil); err != nil {
+				t.Fatal(err)
+			}
+			pid := masterPID(t, s1.sock)
+			s1.Close()
+
+			s2 := NewSession(execx.OS{}, tg, opts)
+			if !s2.Attach(ctx) {
+				t.Fatal("no attach to the live master")
+			}
+			if out, err := s2.Output(ctx, "echo warm"); err != nil || string(out) != "warm\n" {
+				t.Fatalf("Output over the master: %q %v", out, err)
+			}
+			syscall.Kill(pid, sig)
+			waitFor(t, "master exit", 10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
+			_, err := s2.Output(ctx, "echo again")
+			if err == nil || exitcode.Code(err) != exitcode.Transport {
+				t.Fatalf("a command after the pinned master ended: err %v (exit %d), want a transport error", err, exitcode.Code(err))
+			}
+			if n := proxies(); n != 1 {
+				t.Fatalf("proxies started = %d, want 1: the pinned session connected by itself", n)
+			}
+			if err := s2.Shutdown(); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := s2.Output(ctx, "echo fresh"); err != nil || string(out) != "fresh\n" {
+				t.Fatalf("Output after Shutdown: %q %v", out, err)
+			}
+			if n := proxies(); n != 2 {
+				t.Errorf("proxies started = %d after Shutdown, want 2", n)
+			}
+			s2.Shutdown()
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,6 +98,12 @@ type Session struct {
 	open     bool   // the master was started
 	sockSeen bool   // the socket existed right after the start
 	logDone  int64  // bytes of the log file already copied to log
+	// pinned: the session attached to a live persistent master (Attach)
+	// and may use that master only, never a connection of its own: the
+	// ProxyCommand reaches the machine by name, and the name may belong
+	// to another machine by now (a workspace deleted and recreated).
+	// Shutdown ends the pin with the master.
+	pinned bool
 }
 
 // NewSession returns a Session for t. Nothing runs until Open (or Run,
@@ -141,6 +148,9 @@ func (s *Session) openLocked(ctx context.Context) error {
 		}
 		s.open = false // master exited (idle timeout, killed): start a new one
 	}
+	if s.pinned {
+		return s.pinnedGone()
+	}
 	if s.t.KnownHostsFile == "" {
 		return fmt.Errorf("ssh target %s has no known_hosts file", s.t.Host)
 	}
@@ -171,7 +181,7 @@ func (s *Session) openLocked(ctx context.Context) error {
 			return fmt.Errorf("ssh master lock: %w", err)
 		}
 		defer unlock()
-		if s.attachLocked(ctx) {
+		if s.attachLocked(ctx, false) {
 			return nil
 		}
 		persistFor = persistSeconds(s.persist)
@@ -250,7 +260,14 @@ func (s *Session) Args() []string {
 	}
 	// The master's keepalives first: should the master be gone and ssh
 	// connect on its own, a stalled connection still ends within seconds.
-	args := append(aliveArgs(), BaseArgs(s.t, Options{})...)
+	args := aliveArgs()
+	if s.pinned {
+		// Should the master be gone, ssh would connect on its own through
+		// the ProxyCommand, by name: a pinned session fails instead (ssh
+		// keeps the first value of an option).
+		args = append(args, "-o", "ProxyCommand=false")
+	}
+	args = append(args, BaseArgs(s.t, Options{})...)
 	args = append(args, "-o", "ControlMaster=no", "-o", "ControlPath="+sock)
 	return append(args, s.extra...)
 }
@@ -435,6 +452,17 @@ func (s *Session) Close() error {
 	return s.exitLocked()
 }
 
+// listening reports whether a process accepts connections on the unix
+// socket sock.
+func listening(sock string) bool {
+	c, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
 // exitLocked ends the master at s.sock and removes s.dir (a persistent
 // master's socket and record).
 func (s *Session) exitLocked() error {
@@ -447,11 +475,13 @@ func (s *Session) exitLocked() error {
 			Timeout: closeTimeout,
 		})
 		cancel()
-		if xerr != nil && exists(s.sock) {
+		if xerr != nil && exists(s.sock) && listening(s.sock) {
+			// (A socket nobody listens on is a dead master's: gone.)
 			err = exitcode.Errorf(exitcode.Transport, "stopping the ssh control master for %s: %v", s.t.Host, xerr)
 		}
 	}
 	s.flushLog()
+	s.pinned = false
 	if s.persistent() {
 		// The directory (its lock file) stays for the next master.
 		s.forgetLocked()
