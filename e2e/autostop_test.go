@@ -186,9 +186,12 @@ func TestCoderAutostopWithPersistentTunnel(t *testing.T) {
 			t.Errorf("%s: activity bumped the deadline %s after the lease went idle, want at most ssh.persist %s + one report %s",
 				s.name, d.Round(time.Second), s.persist, agentStatsRefresh)
 		}
-		// Autostop fires at the executor's first tick after the deadline.
-		if d := s.stopped.CreatedAt.Sub(s.last.Deadline); d < -5*time.Second || d > autobuildPoll+15*time.Second {
-			t.Errorf("%s: autostop build %s after the deadline, want within one poll (%s)", s.name, d.Round(time.Second), autobuildPoll)
+		// Autostop fires at the executor's first tick after the deadline;
+		// on a loaded machine coderd's executor ran a tick late (1m26s
+		// after the deadline in a CI run with a CPU hog), so two ticks are
+		// allowed: this is Coder's schedule, not crabbox's.
+		if d := s.stopped.CreatedAt.Sub(s.last.Deadline); d < -5*time.Second || d > 2*autobuildPoll+15*time.Second {
+			t.Errorf("%s: autostop build %s after the deadline, want within two polls (%s each)", s.name, d.Round(time.Second), autobuildPoll)
 		}
 	}
 	a, b := sides[0], sides[1]
@@ -201,7 +204,9 @@ func TestCoderAutostopWithPersistentTunnel(t *testing.T) {
 	if got := masterPIDs(a.l.workspace); len(got) != 0 {
 		t.Errorf("masters of the autostopped workspace = %v, want none", got)
 	}
+	// The delete may meet the autostop build still running: crabbox
+	// waits for it (it failed with "A workspace build is already active").
 	for _, s := range sides {
-		s.w.crabbox("stop", "--coder-delete-on-release", s.l.id)
+		s.w.must("stop", "--coder-delete-on-release", s.l.id)
 	}
 }

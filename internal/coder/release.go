@@ -2,6 +2,7 @@ package coder
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -89,19 +90,47 @@ func (p *Provider) Release(ctx context.Context, l *Lease, req ReleaseRequest) (R
 }
 
 // releaseWorkspace runs `coder stop` or `coder delete` for l, announced by
-// EventReleasing and ended by EventDone.
+// EventReleasing and ended by EventDone. A build Coder is already running
+// ("A workspace build is already active": an autostop, or a start or stop
+// issued elsewhere) is waited for and the release issued again once it
+// ended (bounded by buildWaitTimeout); a second stop after an autostop is
+// harmless.
 func (p *Provider) releaseWorkspace(ctx context.Context, l *Lease, action string) error {
 	p.closeMaster(l)
-	p.emit(Event{Kind: EventReleasing, Lease: l, Action: action})
-	var err error
-	if action == ActionDelete {
-		err = p.Client.Delete(ctx, l.Ref)
-	} else {
-		err = p.Client.Stop(ctx, l.Ref)
+	wctx, cancel := context.WithTimeout(ctx, buildWaitTimeout)
+	defer cancel()
+	for {
+		p.emit(Event{Kind: EventReleasing, Lease: l, Action: action})
+		var err error
+		if action == ActionDelete {
+			err = p.Client.Delete(ctx, l.Ref)
+		} else {
+			err = p.Client.Stop(ctx, l.Ref)
+		}
+		p.emit(Event{Kind: EventDone, Lease: l, Err: err})
+		if !IsBuildActive(err) {
+			return err
+		}
+		p.emit(Event{Kind: EventWaiting, Lease: l, Message: fmt.Sprintf("coder workspace %s has a build in progress; waiting for it before the %s", l.Ref, action)})
+		timer := time.NewTimer(releaseRetryInterval)
+		select {
+		case <-wctx.Done():
+			timer.Stop()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			p.emit(Event{Kind: EventDone, Lease: l, Err: wctx.Err()})
+			return exitcode.Errorf(exitcode.Transport, "timed out after %s waiting for the build of coder workspace %s to finish before the %s; check it with `coder list`, then %s",
+				buildWaitTimeout, l.Ref, action, exitcode.Next("crabbox stop "+l.ID))
+		case <-timer.C:
+		}
+		p.emit(Event{Kind: EventDone, Lease: l})
 	}
-	p.emit(Event{Kind: EventDone, Lease: l, Err: err})
-	return err
 }
+
+// releaseRetryInterval is the pause between release attempts while Coder
+// runs another build (tests shorten it).
+var releaseRetryInterval = 2 * time.Second
 
 // Cleanup stops or deletes workspaces whose local claim expired (idle + 12h)
 // and is not kept, using the release action recorded in the claim

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/claims"
 	"github.com/crabbox-dev/crabbox/internal/execx"
@@ -341,4 +342,54 @@ func TestReleaseStoppedButClaimKept(t *testing.T) {
 	if h.getClaim(blueID) != nil {
 		t.Error("claim still present after the retry")
 	}
+}
+
+// A release that meets a build Coder is already running (an autostop
+// under way when `crabbox stop` comes) waits for it and issues the stop
+// or delete again, instead of failing and keeping the claim; a build that
+// never ends is bounded and names the retry.
+func TestReleaseWaitsForActiveBuild(t *testing.T) {
+	oldRetry, oldWait := releaseRetryInterval, buildWaitTimeout
+	releaseRetryInterval = time.Millisecond
+	t.Cleanup(func() { releaseRetryInterval, buildWaitTimeout = oldRetry, oldWait })
+	active := execx.Reply{ExitCode: 1, Stderr: "create workspace build: unexpected status code 409: A workspace build is already active."}
+	for _, action := range []string{ActionStop, ActionDelete} {
+		t.Run(action, func(t *testing.T) {
+			buildWaitTimeout = time.Minute
+			h := newHarness(t, func(s *Settings) { s.ReleaseOverride = action })
+			h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1"))
+			h.whoami().list(readyRow("alice", blueName, "ws1"))
+			h.fake.On("coder "+action, active, active, execx.Reply{})
+			_, res, err := resolveAndRelease(h, blueID)
+			if err != nil || res.Action != action {
+				t.Fatalf("Release: %+v %v", res, err)
+			}
+			n := 0
+			for _, a := range h.argvs() {
+				if strings.HasPrefix(a, "coder "+action+" --yes "+blueRef) {
+					n++
+				}
+			}
+			if n != 3 {
+				t.Errorf("%d `coder %s` calls, want 3 (two refused, one done): %q", n, action, h.argvs())
+			}
+			if len(h.allClaims()) != 0 {
+				t.Errorf("claim kept after the release: %+v", h.allClaims())
+			}
+		})
+	}
+	t.Run("never ends", func(t *testing.T) {
+		buildWaitTimeout = 20 * time.Millisecond
+		h := newHarness(t, nil)
+		h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1"))
+		h.whoami().list(readyRow("alice", blueName, "ws1"))
+		for range 1000 {
+			h.fake.On("coder stop", active)
+		}
+		_, _, err := resolveAndRelease(h, blueID)
+		wantExit(t, err, exitcode.Transport, "waiting for the build", "crabbox stop "+blueID)
+		if h.getClaim(blueID) == nil {
+			t.Error("claim removed although nothing was released")
+		}
+	})
 }
