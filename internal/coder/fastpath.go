@@ -50,9 +50,10 @@ func (p *Provider) readyClaim(ident string, req ResolveRequest) *claims.Claim {
 // workspace runs, so the lease is built from the claim and no `coder`
 // program runs at all. It applies only when the cached `coder whoami`
 // names the claim's deployment and owner (otherwise the ordinary path
-// decides), and the master must answer `ssh -O check` and one ready check
-// through it (left to the caller's first round trip with
-// req.DeferReady: the lease is then ReadyUnchecked). Anything else returns nil and the ordinary path runs: a
+// decides), and the master must listen on its socket and pass one ready
+// check through it (left to the caller's first round trip with
+// req.DeferReady: the lease is then ReadyUnchecked). Anything else
+// returns nil and the ordinary path runs: a
 // dead master's socket is removed, a master that does not pass the ready
 // check is ended first. With --reclaim the master is ended and the
 // ordinary path runs.

@@ -2,9 +2,11 @@ package coder
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,7 +15,7 @@ import (
 )
 
 // The warm fast path (fastpath.go) over a fake `coder` and a fake `ssh`:
-// the fake master "starts" by creating its control socket file and "exits"
+// the fake master "starts" by listening on its control socket and "exits"
 // by removing it.
 
 // machineDirs are the directories consecutive crabbox processes on one
@@ -45,9 +47,8 @@ func warmHarness(t *testing.T, m machineDirs, pre ...execx.Reply) *harness {
 	h.p.Client.Cache = &WhoAmICache{Path: filepath.Join(t.TempDir(), "whoami.json"), Key: "k", TTL: time.Hour,
 		Now: func() time.Time { return testNow }}
 	h.p.Client.Cache.Store(WhoAmI{URL: coderURL, Username: "alice", UserID: "u1"})
-	h.fake.On("ssh -f -N", execx.Reply{Do: func(c execx.Call) { touch(t, controlPath(c)) }})
-	h.fake.On("ssh -O exit", execx.Reply{Do: func(c execx.Call) { os.Remove(controlPath(c)) }})
-	h.fake.On("ssh -O check", execx.Reply{Stderr: "Master running (pid=1)"})
+	h.fake.On("ssh -f -N", execx.Reply{Do: func(c execx.Call) { listen(t, controlPath(c)) }})
+	h.fake.On("ssh -O exit", execx.Reply{Do: func(c execx.Call) { unlisten(controlPath(c)) }})
 	h.fake.On("ssh -o ServerAliveInterval=5", execx.Reply{}) // sessions through the master
 	return h
 }
@@ -61,11 +62,42 @@ func controlPath(c execx.Call) string {
 	return ""
 }
 
-func touch(t *testing.T, p string) {
+// fakeMasters are the listening sockets of the fake masters, by path: a
+// master's liveness is a connect to its socket (sshx). They outlive the
+// harness that started them, as a master outlives its crabbox process.
+var fakeMasters sync.Map
+
+func listen(t *testing.T, p string) {
 	t.Helper()
-	if err := os.WriteFile(p, nil, 0o600); err != nil {
+	os.Remove(p)
+	ln, err := net.Listen("unix", p)
+	if err != nil {
 		t.Error(err)
+		return
 	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(true)
+	fakeMasters.Store(p, ln)
+	t.Cleanup(func() { unlisten(p) })
+}
+
+// unlisten ends the fake master at p (its socket goes with it).
+func unlisten(p string) {
+	if ln, ok := fakeMasters.LoadAndDelete(p); ok {
+		ln.(net.Listener).Close()
+	}
+	os.Remove(p)
+}
+
+// killMasters ends every fake master without removing its socket file, as
+// a master that died (SIGKILL, connection lost) leaves it.
+func killMasters() {
+	fakeMasters.Range(func(k, v any) bool {
+		ln := v.(*net.UnixListener)
+		ln.SetUnlinkOnClose(false)
+		ln.Close()
+		fakeMasters.Delete(k)
+		return true
+	})
 }
 
 // openReady is a Ready hook that opens the lease's (persistent) session.
@@ -141,8 +173,8 @@ func TestWarmResolveUsesLiveMasterWithoutCoder(t *testing.T) {
 		t.Fatalf("a warm run with a live master called coder: %q", c)
 	}
 	ssh := callsOf(h, "ssh")
-	if len(ssh) != 2 || !strings.HasPrefix(ssh[0], "ssh -O check") || !strings.HasSuffix(ssh[1], "-- "+ReadyCheck) {
-		t.Fatalf("ssh calls = %q; want -O check, then the ready check through the master", ssh)
+	if len(ssh) != 1 || !strings.HasSuffix(ssh[0], "-- "+ReadyCheck) {
+		t.Fatalf("ssh calls = %q; want the ready check through the master alone (no program checks the socket)", ssh)
 	}
 	if !l.Ready || l.WorkspaceID != "ws1" || l.Ref != blueRef || l.Target.ControlKey != "coder:ws1" {
 		t.Fatalf("lease %+v", l)
@@ -164,7 +196,8 @@ func TestWarmResolveFallsBackWhenMasterIsDead(t *testing.T) {
 	masterDir := newMachine(t)
 	warmUp(t, masterDir)
 
-	h := warmHarness(t, masterDir, execx.Reply{Stdout: "ssh -O check", ExitCode: 255, Stderr: "Control socket connect: Connection refused"})
+	killMasters() // its socket file stays, nobody listens
+	h := warmHarness(t, masterDir)
 	h.claim(coderClaim(blueID, "blue-lobster", blueRef, "ws1", "state", StateReady))
 	h.whoami().list(readyRow("alice", blueName, "ws1"))
 	l, err := h.p.Resolve(context.Background(), prepareReq(h))
@@ -178,8 +211,8 @@ func TestWarmResolveFallsBackWhenMasterIsDead(t *testing.T) {
 		t.Fatal("no coder call: the dead master was trusted")
 	}
 	ssh := callsOf(h, "ssh")
-	if !strings.HasPrefix(ssh[0], "ssh -O check") || !hasCall(ssh, "ssh -f -N") {
-		t.Fatalf("ssh calls = %q; want the failed check, then a new master", ssh)
+	if !strings.HasPrefix(ssh[0], "ssh -f -N") {
+		t.Fatalf("ssh calls = %q; want a new master first", ssh)
 	}
 	for _, c := range ssh {
 		if strings.HasSuffix(c, "-- "+ReadyCheck) && strings.Index(strings.Join(ssh, "\n"), c) < strings.Index(strings.Join(ssh, "\n"), "ssh -f -N") {
@@ -199,8 +232,8 @@ func TestWarmResolveEndsMasterThatFailsTheReadyCheck(t *testing.T) {
 		t.Fatalf("fallback: %v", err)
 	}
 	ssh := callsOf(h, "ssh")
-	if len(ssh) < 3 || !strings.HasPrefix(ssh[0], "ssh -O check") || !strings.HasPrefix(ssh[2], "ssh -O exit") {
-		t.Fatalf("ssh calls = %q; want check, failed ready check, -O exit", ssh)
+	if len(ssh) < 2 || !strings.HasSuffix(ssh[0], "-- "+ReadyCheck) || !strings.HasPrefix(ssh[1], "ssh -O exit") {
+		t.Fatalf("ssh calls = %q; want the failed ready check, then -O exit", ssh)
 	}
 	if len(callsOf(h, "coder")) == 0 {
 		t.Fatal("no ordinary path after the failed check")
@@ -222,8 +255,8 @@ func TestWarmResolveNeverUsesAnotherWorkspacesMaster(t *testing.T) {
 	if len(callsOf(h, "coder")) == 0 {
 		t.Fatal("ws2 used without a listing")
 	}
-	if hasCall(callsOf(h, "ssh"), "ssh -O check") {
-		t.Errorf("ws1's master was consulted for ws2: %q", callsOf(h, "ssh"))
+	if ssh := callsOf(h, "ssh"); !strings.HasPrefix(ssh[0], "ssh -f -N") {
+		t.Errorf("ws1's master was used for ws2: %q", ssh)
 	}
 	if !hasCall(callsOf(h, "ssh"), "ssh -f -N") {
 		t.Errorf("no new master for ws2: %q", callsOf(h, "ssh"))
@@ -299,8 +332,8 @@ func TestReleaseEndsPersistentMasterBeforeStop(t *testing.T) {
 	if _, err := h2.p.Resolve(context.Background(), prepareReq(h2)); err != nil {
 		t.Fatal(err)
 	}
-	if hasCall(callsOf(h2, "ssh"), "ssh -O check") {
-		t.Errorf("a stopped lease's socket was left behind: %q", callsOf(h2, "ssh"))
+	if len(callsOf(h2, "coder")) == 0 {
+		t.Errorf("a stopped lease's master was left behind (no listing): %q", h2.argvs())
 	}
 }
 
@@ -359,7 +392,7 @@ func TestSpeculativeMasterEndedUnlessListingConfirms(t *testing.T) {
 }
 
 // With DeferReady the caller carries the ready check in its own first
-// round trip: the warm resolve runs only `ssh -O check` and says the
+// round trip: the warm resolve starts no program at all and says the
 // check is still to do (positive control: without DeferReady the same
 // resolve runs it, TestWarmResolveUsesLiveMasterWithoutCoder).
 func TestWarmResolveDefersReadyCheck(t *testing.T) {
@@ -377,8 +410,8 @@ func TestWarmResolveDefersReadyCheck(t *testing.T) {
 	if c := callsOf(h, "coder"); len(c) != 0 {
 		t.Fatalf("called coder: %q", c)
 	}
-	if ssh := callsOf(h, "ssh"); len(ssh) != 1 || !strings.HasPrefix(ssh[0], "ssh -O check") {
-		t.Fatalf("ssh calls = %q; want -O check alone", ssh)
+	if ssh := callsOf(h, "ssh"); len(ssh) != 0 {
+		t.Fatalf("ssh calls = %q; want none (the socket is checked by a connect)", ssh)
 	}
 	if !l.Unconfirmed || !l.ReadyUnchecked || l.Target.ReadyCheck != ReadyCheck {
 		t.Fatalf("lease unconfirmed=%v readyUnchecked=%v check=%q", l.Unconfirmed, l.ReadyUnchecked, l.Target.ReadyCheck)
