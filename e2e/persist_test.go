@@ -248,10 +248,16 @@ func TestPersistentTunnelAfterRecreate(t *testing.T) {
 		if _, err := os.Stat(marker); err == nil {
 			t.Fatalf("run %d (rules %v) ran the command on the new workspace %s", i+1, rules, newRow.ID)
 		}
-		if alive(old[0]) {
-			t.Errorf("run %d: the old master %d is still up", i+1, old[0])
-		}
+		// The old master is ended (a SIGTERM when it no longer answers
+		// `ssh -O exit`), which takes a moment on a loaded machine.
 		deadline := time.Now().Add(5 * time.Second)
+		for alive(old[0]) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if alive(old[0]) {
+			t.Errorf("run %d: the old master %d is still up 5 s after the run", i+1, old[0])
+		}
+		deadline = time.Now().Add(5 * time.Second)
 		for len(masterPIDs(l.workspace)) != 0 && time.Now().Before(deadline) {
 			time.Sleep(100 * time.Millisecond)
 		}

@@ -1,6 +1,7 @@
 package sshx
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/execx"
@@ -103,6 +105,30 @@ func (s *Session) writeRecord() {
 	b, err := json.Marshal(masterRecord{Key: s.t.ControlKey, Socket: s.sock, Started: time.Now().UTC()})
 	if err == nil {
 		_ = fsx.WriteFileAtomic(s.recordPath(), b, 0o600)
+	}
+}
+
+// killMaster ends the ssh master processes serving s.sock (found by
+// their argv in /proc, Linux; elsewhere nothing is done): for a master
+// that did not answer `ssh -O exit` (dying, or wedged on a dead
+// connection), so none outlives a Shutdown. Only this user's processes
+// can be signalled, and only a master's argv names the socket, which is
+// in crabbox's private directory.
+func (s *Session) killMaster() {
+	want := []byte("ControlPath=" + configPath(s.sock) + "\x00")
+	start := []byte(s.ssh + "\x00-f\x00-N\x00")
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		argv, err := os.ReadFile(p)
+		if err != nil || !bytes.HasPrefix(argv, start) || !bytes.Contains(argv, want) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil || pid <= 1 {
+			continue
+		}
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		_ = syscall.Kill(pid, syscall.SIGCONT) // a stopped one takes it too
 	}
 }
 

@@ -230,3 +230,29 @@ func TestPinnedSessionNeverConnectsByItself(t *testing.T) {
 		})
 	}
 }
+
+// TestShutdownEndsAMasterThatDoesNotAnswer: a persistent master that no
+// longer answers `ssh -O exit` (here SIGSTOPped; in the lab, one dying
+// with its deleted workspace) is still ended by Shutdown (found by its
+// argv), so none outlives its lease.
+func TestShutdownEndsAMasterThatDoesNotAnswer(t *testing.T) {
+	d := startSSHD(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	base := t.TempDir()
+	tg := d.proxyTarget(t, fmt.Sprintf("crabbox-wedge-%d-%d", os.Getpid(), time.Now().UnixNano()), filepath.Join(base, "proxy.log"), filepath.Join(base, "kh", "known_hosts"))
+	tg.ControlKey = "test:machine-1"
+	opts := SessionOptions{Persist: 60 * time.Second, MasterDir: filepath.Join(base, "masters"), ExtraArgs: d.extraArgs()}
+	s := NewSession(execx.OS{}, tg, opts)
+	if err := s.WaitReady(ctx, 30*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	pid := masterPID(t, s.sock)
+	syscall.Kill(pid, syscall.SIGSTOP)
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	_ = s.Shutdown() // `ssh -O exit` times out on the stopped master
+	waitFor(t, "the unanswering master's exit", 10*time.Second, func() bool {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		return err != nil || strings.Contains(string(st), ") Z ")
+	})
+}

@@ -475,6 +475,9 @@ func (s *Session) exitLocked() error {
 			Timeout: closeTimeout,
 		})
 		cancel()
+		if xerr != nil && s.persistent() {
+			s.killMaster()
+		}
 		if xerr != nil && exists(s.sock) && listening(s.sock) {
 			// (A socket nobody listens on is a dead master's: gone.)
 			err = exitcode.Errorf(exitcode.Transport, "stopping the ssh control master for %s: %v", s.t.Host, xerr)
