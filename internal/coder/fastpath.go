@@ -55,8 +55,8 @@ func (p *Provider) readyClaim(ident string, req ResolveRequest) *claims.Claim {
 // req.DeferReady: the lease is then ReadyUnchecked). Anything else
 // returns nil and the ordinary path runs: a
 // dead master's socket is removed, a master that does not pass the ready
-// check is ended first. With --reclaim the master is ended and the
-// ordinary path runs.
+// check is ended first. With --reclaim the ordinary path runs and the
+// master is left up (another run on this machine may be using it).
 func (p *Provider) warm(ctx context.Context, ident string, req ResolveRequest) (*Lease, error) {
 	if p.Tunnels == nil || !p.Tunnels.Persistent() {
 		return nil, nil

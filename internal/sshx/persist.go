@@ -145,28 +145,24 @@ func (s *Session) recordMatches() bool {
 	return r.Key == s.t.ControlKey && r.Socket == s.sock
 }
 
-// checkLocked reports whether a master listens on s.sock: a connect to
-// the socket, which is what `ssh -O check` starts with, without starting
-// a program (a warm run's budget is a few tens of milliseconds). Only a
-// master made it (the socket is in a private 0700 directory); whether
-// its connection still reaches the machine the first round trip shows,
-// and a pinned session never falls back to a connection of its own.
-func (s *Session) checkLocked(context.Context) bool {
-	return listening(s.sock)
-}
-
 // attachLocked uses a live persistent master for this machine: true when
 // a master listens on the socket and its record names this machine. A
 // socket that does not answer is removed; a master recorded for another
 // machine (or with no record) is ended first. Called with the lock held.
-func (s *Session) attachLocked(ctx context.Context, pin bool) bool {
+//
+// The check is a connect to the socket (what `ssh -O check` starts with),
+// not a program: a warm run's budget is a few tens of milliseconds. Only
+// a master makes the socket (its directory is private); whether its
+// connection still reaches the machine the first round trip shows, and a
+// pinned session never falls back to a connection of its own.
+func (s *Session) attachLocked(pin bool) bool {
 	if s.open && exists(s.sock) {
 		return true
 	}
 	if !exists(s.sock) {
 		return false
 	}
-	if !s.checkLocked(ctx) {
+	if !listening(s.sock) {
 		s.forgetLocked() // dead master (workspace stopped, connection lost): stale socket
 		return false
 	}
@@ -207,7 +203,7 @@ func (s *Session) Attach(ctx context.Context) bool {
 		return false
 	}
 	defer unlock()
-	return s.attachLocked(ctx, true)
+	return s.attachLocked(true)
 }
 
 // pinnedGone is the error of a pinned session whose master ended.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/lease"
 )
 
 // masterPID is the pid of the one master process for sock.
@@ -31,6 +32,34 @@ func masterPID(t *testing.T, sock string) int {
 	return pids[0]
 }
 
+// persistRig is a machine behind a logging ProxyCommand (the sshd d) with
+// a persistent-master option set: tg's ControlKey is "test:machine-1",
+// masterDir is under base, proxies counts the proxy starts.
+type persistRig struct {
+	tg        lease.Target
+	opts      SessionOptions
+	masterDir string
+	proxies   func() int
+}
+
+func newPersistRig(t *testing.T, d *testSSHD, persist time.Duration) persistRig {
+	t.Helper()
+	base := t.TempDir()
+	marker := fmt.Sprintf("crabbox-persist-marker-%d-%d", os.Getpid(), time.Now().UnixNano())
+	proxyLog := filepath.Join(base, "proxy.log")
+	tg := d.proxyTarget(t, marker, proxyLog, filepath.Join(base, "kh", "known_hosts"))
+	tg.ControlKey = "test:machine-1"
+	masterDir := filepath.Join(base, "masters")
+	return persistRig{
+		tg: tg, masterDir: masterDir,
+		opts: SessionOptions{Persist: persist, MasterDir: masterDir, ExtraArgs: d.extraArgs()},
+		proxies: func() int {
+			b, _ := os.ReadFile(proxyLog)
+			return strings.Count(string(b), "proxy started")
+		},
+	}
+}
+
 // TestPersistentMasterRealOpenSSH: a persistent master survives its
 // session's Close (and is not in crabbox's process group), the next
 // session attaches to it without a new proxy, a master recorded for
@@ -40,17 +69,8 @@ func TestPersistentMasterRealOpenSSH(t *testing.T) {
 	d := startSSHD(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	base := t.TempDir()
-	marker := fmt.Sprintf("crabbox-persist-marker-%d-%d", os.Getpid(), time.Now().UnixNano())
-	proxyLog := filepath.Join(base, "proxy.log")
-	tg := d.proxyTarget(t, marker, proxyLog, filepath.Join(base, "kh", "known_hosts"))
-	tg.ControlKey = "test:machine-1"
-	masterDir := filepath.Join(base, "masters")
-	opts := SessionOptions{Persist: 3 * time.Second, MasterDir: masterDir, ExtraArgs: d.extraArgs()}
-	proxies := func() int {
-		b, _ := os.ReadFile(proxyLog)
-		return strings.Count(string(b), "proxy started")
-	}
+	rig := newPersistRig(t, d, 3*time.Second)
+	tg, opts, masterDir, proxies := rig.tg, rig.opts, rig.masterDir, rig.proxies
 
 	s1 := NewSession(execx.OS{}, tg, opts)
 	if err := s1.WaitReady(ctx, 30*time.Second, nil); err != nil {
@@ -184,16 +204,8 @@ func TestPinnedSessionNeverConnectsByItself(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			base := t.TempDir()
-			marker := fmt.Sprintf("crabbox-pin-marker-%d-%d", os.Getpid(), time.Now().UnixNano())
-			proxyLog := filepath.Join(base, "proxy.log")
-			tg := d.proxyTarget(t, marker, proxyLog, filepath.Join(base, "kh", "known_hosts"))
-			tg.ControlKey = "test:machine-1"
-			opts := SessionOptions{Persist: 60 * time.Second, MasterDir: filepath.Join(base, "masters"), ExtraArgs: d.extraArgs()}
-			proxies := func() int {
-				b, _ := os.ReadFile(proxyLog)
-				return strings.Count(string(b), "proxy started")
-			}
+			rig := newPersistRig(t, d, 60*time.Second)
+			tg, opts, proxies := rig.tg, rig.opts, rig.proxies
 			s1 := NewSession(execx.OS{}, tg, opts)
 			if err := s1.WaitReady(ctx, 30*time.Second, nil); err != nil {
 				t.Fatal(err)
@@ -239,11 +251,8 @@ func TestShutdownEndsAMasterThatDoesNotAnswer(t *testing.T) {
 	d := startSSHD(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	base := t.TempDir()
-	tg := d.proxyTarget(t, fmt.Sprintf("crabbox-wedge-%d-%d", os.Getpid(), time.Now().UnixNano()), filepath.Join(base, "proxy.log"), filepath.Join(base, "kh", "known_hosts"))
-	tg.ControlKey = "test:machine-1"
-	opts := SessionOptions{Persist: 60 * time.Second, MasterDir: filepath.Join(base, "masters"), ExtraArgs: d.extraArgs()}
-	s := NewSession(execx.OS{}, tg, opts)
+	rig := newPersistRig(t, d, 60*time.Second)
+	s := NewSession(execx.OS{}, rig.tg, rig.opts)
 	if err := s.WaitReady(ctx, 30*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -181,7 +181,7 @@ func (s *Session) openLocked(ctx context.Context) error {
 			return fmt.Errorf("ssh master lock: %w", err)
 		}
 		defer unlock()
-		if s.attachLocked(ctx, false) {
+		if s.attachLocked(false) {
 			return nil
 		}
 		persistFor = persistSeconds(s.persist)
