@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -205,17 +206,37 @@ func TestShardGoSuite(t *testing.T) {
 	}
 
 	// --dry-run leases nothing; the plan now rests on the first run's
-	// timings.
-	before := len(w.coderList())
+	// timings. The lab is shared with the parallel tests, so Coder's whole
+	// list may change meanwhile (a CI run saw 4 workspaces, then 5): what
+	// must not change is this world's workspaces (the released ones a
+	// fresh lease would reuse first) and its claims (written before
+	// anything is made).
+	mine := func() map[string]string {
+		rows := map[string]string{}
+		for _, r := range w.coderList() {
+			for _, name := range ws {
+				if r.Name == name {
+					rows[name] = r.ID + " " + r.Status + " " + r.LastUsedAt
+				}
+			}
+		}
+		return rows
+	}
+	before := mine()
 	dry := w.must(append(append([]string{}, shardArgs[:len(shardArgs)-2]...), "--dry-run", "--", "./gotest.sh")...)
 	if !strings.Contains(dry.stdout, "plan shards=4 items=9 basis=timings") || strings.Count(dry.stdout, "\nshard ") != 4 {
 		t.Errorf("dry run plan:\n%s", dry.stdout)
 	}
-	if after := len(w.coderList()); after != before {
-		t.Errorf("coder list had %d workspaces before --dry-run, %d after", before, after)
+	if after := mine(); len(before) != 4 || !maps.Equal(after, before) {
+		t.Errorf("this world's workspaces before --dry-run %v, after %v", before, after)
 	}
-	if strings.Contains(dry.stderr, "provisioning") {
-		t.Errorf("--dry-run provisioned:\n%s", dry.stderr)
+	if c := w.claims().Claims; len(c) != 0 {
+		t.Errorf("--dry-run left claims: %+v", c)
+	}
+	for _, word := range []string{"provisioning", "reusing released", "starting"} {
+		if strings.Contains(dry.stderr, word) {
+			t.Errorf("--dry-run leased (%q):\n%s", word, dry.stderr)
+		}
 	}
 
 	// One failing package.
