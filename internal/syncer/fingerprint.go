@@ -67,10 +67,16 @@ func fingerprint(ctx context.Context, r execx.Runner, o Options, m *Manifest) (s
 	ids := make([]string, n)
 	var todo []int
 	for i, p := range m.Files {
+		var ie *indexEntry
+		if len(m.ents) == n {
+			ie = m.ents[i]
+		} else {
+			ie = snap.index[p]
+		}
 		var ctime int64
 		if len(m.info) == n {
 			modes[i], ctime = m.info[i].mode, m.info[i].ctime
-		} else if ie := snap.index[p]; ie != nil && ie.clean {
+		} else if ie != nil && ie.clean {
 			fi := ie.info()
 			modes[i], ctime = fi.mode, fi.ctime
 		} else if fi, err := os.Lstat(filepath.Join(o.RepoRoot, filepath.FromSlash(p))); err == nil {
@@ -79,7 +85,7 @@ func fingerprint(ctx context.Context, r execx.Runner, o Options, m *Manifest) (s
 			ids[i] = "missing"
 			continue
 		}
-		if ie := snap.index[p]; ie != nil && !ie.dirty && ie.blob != "" && sameType(ie.mode, modes[i]) && !racyClean(ctime, snap.indexMtime) {
+		if ie != nil && !ie.dirty && ie.blob != "" && sameType(ie.mode, modes[i]) && !racyClean(ctime, snap.indexMtime) {
 			ids[i] = "b:" + ie.blob
 			continue
 		}
@@ -97,8 +103,17 @@ func fingerprint(ctx context.Context, r execx.Runner, o Options, m *Manifest) (s
 	}
 	sort.Strings(recs)
 
+	// The fields go through one buffer: a hash write per field was most of
+	// the cost on a large tree.
 	h := sha256.New()
-	field := func(s string) { io.WriteString(h, s); h.Write([]byte{0}) }
+	buf := make([]byte, 0, 64<<10)
+	field := func(s string) {
+		if len(buf)+len(s)+1 > cap(buf) {
+			h.Write(buf)
+			buf = buf[:0]
+		}
+		buf = append(append(buf, s...), 0)
+	}
 	field(fingerprintVersion)
 	field("head=" + snap.head)
 	field("checksum=" + strconv.FormatBool(o.Checksum))
@@ -113,6 +128,7 @@ func fingerprint(ctx context.Context, r execx.Runner, o Options, m *Manifest) (s
 		field(modeString(modes[i]))
 		field(ids[i])
 	}
+	h.Write(buf)
 	return hex.EncodeToString(h.Sum(nil)), recs, nil
 }
 
@@ -201,8 +217,13 @@ func sameType(indexMode uint32, m fs.FileMode) bool {
 // modeString is the git-like mode of a file: 120000 for a symlink, else
 // 100 followed by the permission bits (rsync -a copies them).
 func modeString(m fs.FileMode) string {
-	if m&fs.ModeSymlink != 0 {
+	switch {
+	case m&fs.ModeSymlink != 0:
 		return "120000"
+	case m.Perm() == 0o644:
+		return "100644"
+	case m.Perm() == 0o755:
+		return "100755"
 	}
 	return strconv.FormatUint(uint64(0o100000|m.Perm()), 8)
 }

@@ -96,7 +96,21 @@ func fastSnapshotOnce(ctx context.Context, r execx.Runner, root, ipath string, o
 			return nil, fmt.Errorf("%w: %v", errIndexUnsupported, err)
 		}
 	}
+	// The index is taken apart while git status runs (SHA-1 ids assumed:
+	// taken apart again below if HEAD says otherwise).
+	var (
+		parsed    indexEntries
+		parsedErr error
+		parseDone = make(chan struct{})
+	)
+	go func() {
+		defer close(parseDone)
+		if data != nil {
+			parsed, parsedErr = readIndexEntries(data, 20)
+		}
+	}()
 	res, err := r.Run(ctx, execx.Cmd{Name: "git", Args: statusArgs(root, others)})
+	<-parseDone
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -123,40 +137,70 @@ func fastSnapshotOnce(ctx context.Context, r execx.Runner, root, ipath string, o
 	if !ok {
 		return nil, fmt.Errorf("%w: object format unknown", errIndexUnsupported)
 	}
-	recs, err := parseIndex(data, hashLen)
-	if err != nil {
-		if errors.Is(err, errIndexUnsupported) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %v", errIndexUnsupported, err)
+	if hashLen != 20 {
+		parsed, parsedErr = readIndexEntries(data, hashLen)
 	}
-	for i := range recs {
-		rec := &recs[i]
-		e := s.index[rec.path]
-		if e == nil {
-			e = &indexEntry{mode: rec.mode}
-			s.index[rec.path] = e
+	if parsedErr != nil {
+		if errors.Is(parsedErr, errIndexUnsupported) {
+			return nil, parsedErr
 		}
-		if rec.stage != 0 {
-			e.dirty = true // unmerged
-			continue
-		}
-		e.mode, e.blob = rec.mode, rec.oid
-		e.skipWorktree = rec.skipWorktree
+		return nil, fmt.Errorf("%w: %v", errIndexUnsupported, parsedErr)
+	}
+	s.index, s.order = parsed.byPath, parsed.order
+	for _, e := range s.order {
 		switch {
-		case st.dirty[rec.path] || rec.assumeValid || rec.skipWorktree || rec.intentToAdd:
+		case e.unmerged:
+			e.dirty = true
+		case st.dirty[e.path] || e.unwatched:
 			// git reported it, or never looks at the file (a hostile
 			// checkout's `update-index --assume-unchanged` would hide an
 			// edit): the file is looked at and hashed.
 			e.dirty = true
-		case rec.mode == 0o100644 || rec.mode == 0o100755 || rec.mode == 0o120000:
+		case e.mode == 0o100644 || e.mode == 0o100755 || e.mode == 0o120000:
 			// A recorded size of 0 may be git's racy-entry smudge rather
 			// than the file's: such an entry is lstat'ed for its size.
-			e.clean = rec.size > 0 || rec.mode == 0o120000
-			e.size, e.ctime = rec.size, rec.ctime
+			e.clean = e.size > 0 || e.mode == 0o120000
 		}
 	}
 	return s, nil
+}
+
+// indexEntries is an index file's entries, one per path, in the index's
+// (byte) order and by path.
+type indexEntries struct {
+	order  []*indexEntry
+	byPath map[string]*indexEntry
+}
+
+// readIndexEntries takes the index file apart (parseIndex) into one entry
+// per path, with what git recorded; an unmerged path (stages 1-3) is one
+// entry marked unmerged, with the first stage's mode.
+func readIndexEntries(data []byte, hashLen int) (indexEntries, error) {
+	recs, err := parseIndex(data, hashLen)
+	if err != nil {
+		return indexEntries{}, err
+	}
+	ents := make([]indexEntry, 0, len(recs))
+	out := indexEntries{order: make([]*indexEntry, 0, len(recs)), byPath: make(map[string]*indexEntry, len(recs))}
+	for i := range recs {
+		rec := &recs[i]
+		if n := len(ents); n > 0 && ents[n-1].path == rec.path {
+			ents[n-1].unmerged = true // another stage of an unmerged path
+			continue
+		}
+		ents = append(ents, indexEntry{path: rec.path, mode: rec.mode})
+		e := &ents[len(ents)-1]
+		out.order = append(out.order, e)
+		out.byPath[e.path] = e
+		if rec.stage != 0 {
+			e.unmerged = true
+			continue
+		}
+		e.blob, e.skipWorktree = rec.oid, rec.skipWorktree
+		e.unwatched = rec.assumeValid || rec.skipWorktree || rec.intentToAdd
+		e.size, e.ctime = rec.size, rec.ctime
+	}
+	return out, nil
 }
 
 // indexHashLen is the object id length of the index: HEAD's, else the one

@@ -30,8 +30,11 @@ func FuzzParseIgnoreFile(f *testing.F) {
 			t.Fatalf("%d lines, want %d", len(lines), want)
 		}
 		r := NewRules(nil, lines)
-		_ = r.Excluded(rel, false)
-		_ = r.Excluded(rel, true)
+		for _, tr := range []bool{false, true} {
+			if got, want := r.Excluded(rel, tr), excludedRef(r, rel, tr); got != want {
+				t.Fatalf("Excluded(%q, %v) = %v, whole-path rules say %v, with %q", rel, tr, got, want, data)
+			}
+		}
 		for _, l := range lines {
 			_ = r.Excluded(strings.TrimSpace(l), false)
 			name := strings.TrimRight(l, " \t\r")

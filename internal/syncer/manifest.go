@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,8 +42,9 @@ type Manifest struct {
 	// nested repositories, sockets and the like. They are not synced.
 	Skipped []string
 
-	info []fileInfo // parallel to Files: lstat result at manifest time
-	snap *snapshot  // the git state the manifest was built from
+	info []fileInfo    // parallel to Files: lstat result at manifest time
+	ents []*indexEntry // parallel to Files: the index entry, nil if untracked
+	snap *snapshot     // the git state the manifest was built from
 }
 
 type fileInfo struct {
@@ -54,6 +56,7 @@ type fileInfo struct {
 // indexEntry is one tracked path as the scan saw it (fastSnapshot, or
 // `git ls-files -v -s --cached --modified`).
 type indexEntry struct {
+	path         string
 	mode         uint32 // octal index mode: 100644, 100755, 120000, 160000
 	blob         string // stage-0 object id; "" for unmerged paths
 	dirty        bool   // content may differ from blob: hash the file instead
@@ -63,6 +66,10 @@ type indexEntry struct {
 	// lstat of it.
 	clean       bool
 	size, ctime int64
+	// fast scan only: unmerged (stages 1-3), and unwatched (flags that
+	// keep git from looking at the file: assume-unchanged, skip-worktree,
+	// intent-to-add).
+	unmerged, unwatched bool
 }
 
 // info is a clean entry's fileInfo from git's recorded stat data.
@@ -83,6 +90,7 @@ func (e *indexEntry) info() fileInfo {
 type snapshot struct {
 	head      string // HEAD commit, "none" without commits
 	index     map[string]*indexEntry
+	order     []*indexEntry // fast scan: index's entries in byte order
 	untracked []string
 	// indexMtime is the index file's mtime (Unix seconds) just before git
 	// read it; -1 when unknown. See racyClean.
@@ -186,15 +194,34 @@ func BuildManifest(ctx context.Context, r execx.Runner, o Options) (*Manifest, e
 		ie *indexEntry
 	}
 	cands := make([]cand, 0, len(snap.index)+len(snap.untracked))
-	for p, ie := range snap.index {
-		cands = append(cands, cand{p, ie})
-	}
-	for _, p := range snap.untracked {
-		if _, tracked := snap.index[p]; !tracked {
-			cands = append(cands, cand{p: p})
+	if snap.order != nil {
+		// The index's order is byte order: merged with the untracked
+		// paths, sorted, and no sort of every path.
+		untracked := slices.Clone(snap.untracked)
+		slices.Sort(untracked)
+		u := 0
+		for _, ie := range snap.order {
+			for ; u < len(untracked) && untracked[u] < ie.path; u++ {
+				cands = append(cands, cand{p: untracked[u]})
+			}
+			for ; u < len(untracked) && untracked[u] == ie.path; u++ {
+			}
+			cands = append(cands, cand{ie.path, ie})
 		}
+		for ; u < len(untracked); u++ {
+			cands = append(cands, cand{p: untracked[u]})
+		}
+	} else {
+		for p, ie := range snap.index {
+			cands = append(cands, cand{p, ie})
+		}
+		for _, p := range snap.untracked {
+			if _, tracked := snap.index[p]; !tracked {
+				cands = append(cands, cand{p: p})
+			}
+		}
+		sort.Slice(cands, func(i, j int) bool { return cands[i].p < cands[j].p })
 	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].p < cands[j].p })
 
 	// Filter first, then lstat what is left (in parallel: on a large repo
 	// the lstat calls are most of the local cost), then classify in order.
@@ -234,6 +261,7 @@ func BuildManifest(ctx context.Context, r execx.Runner, o Options) (*Manifest, e
 			fi := k.ie.info()
 			m.Files = append(m.Files, p)
 			m.info = append(m.info, fi)
+			m.ents = append(m.ents, k.ie)
 			m.Bytes += fi.size
 		case err != nil && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)):
 			switch {
@@ -249,6 +277,7 @@ func BuildManifest(ctx context.Context, r execx.Runner, o Options) (*Manifest, e
 		case fi.Mode().IsRegular() || fi.Mode()&fs.ModeSymlink != 0:
 			m.Files = append(m.Files, p)
 			m.info = append(m.info, fileInfo{mode: fi.Mode(), size: fi.Size(), ctime: ctimeOf(fi)})
+			m.ents = append(m.ents, k.ie)
 			m.Bytes += fi.Size()
 		case fi.IsDir() && k.ie != nil:
 			m.Deleted = append(m.Deleted, p) // a tracked file replaced by a directory
@@ -362,7 +391,7 @@ func parseLsFiles(out []byte) (*snapshot, error) {
 		}
 		e := s.index[p]
 		if e == nil {
-			e = &indexEntry{mode: uint32(mode)}
+			e = &indexEntry{path: p, mode: uint32(mode)}
 			s.index[p] = e
 		}
 		if f[2] == "0" {

@@ -39,9 +39,19 @@ var ProtectedDirs = []string{
 // one of its leading directories (again literally or as a glob). A leading
 // "/" only anchors (patterns with "/" are anchored anyway), and a trailing
 // "/" makes the pattern match directories only.
+//
+// A Rules is not safe for concurrent use: it remembers, per directory,
+// which rules match the directory part of a path (a manifest asks about
+// every file of a directory in turn).
 type Rules struct {
 	rules []rule
+	dirs  map[string]dirHit
 }
+
+// dirHit is, for one directory, the highest index of a rule matching a
+// path's directory part there, -1 for none: [0] over every rule, [1]
+// leaving out the ambiguous ones (for tracked regular files).
+type dirHit [2]int
 
 type rule struct {
 	pat       string
@@ -134,17 +144,61 @@ func compileRule(p string) (rule, bool) {
 // Excluded reports whether p (a clean, slash-separated path relative to
 // the repository root) is left out of the sync. trackedRegular says p is a
 // tracked regular file (ambiguous built-ins then do not apply).
+//
+// A rule matches p through p's directory part (a segment of it, or one of
+// its leading directories: the same for every file of that directory, so
+// remembered) or through its last part (the name, or the whole path for an
+// anchored rule); the highest rule that matches decides.
 func (r *Rules) Excluded(p string, trackedRegular bool) bool {
-	for i := len(r.rules) - 1; i >= 0; i-- {
+	dir, base := "", p
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		dir, base = p[:i], p[i+1:]
+	}
+	best := -1
+	if dir != "" {
+		hit := r.dirHit(dir)
+		if trackedRegular {
+			best = hit[1]
+		} else {
+			best = hit[0]
+		}
+	}
+	for i := len(r.rules) - 1; i > best; i-- {
 		ru := &r.rules[i]
 		if ru.ambiguous && trackedRegular {
 			continue
 		}
-		if ru.match(p) {
-			return !ru.neg
+		if ru.matchLast(p, base) {
+			best = i
+			break
 		}
 	}
-	return false
+	return best >= 0 && !r.rules[best].neg
+}
+
+// dirHit is the remembered dirHit of dir (a path's directory part).
+func (r *Rules) dirHit(dir string) dirHit {
+	if h, ok := r.dirs[dir]; ok {
+		return h
+	}
+	h := dirHit{-1, -1}
+	for i := len(r.rules) - 1; i >= 0 && h[1] < 0; i-- {
+		ru := &r.rules[i]
+		if !ru.matchDir(dir) {
+			continue
+		}
+		if h[0] < 0 {
+			h[0] = i
+		}
+		if !ru.ambiguous {
+			h[1] = i
+		}
+	}
+	if r.dirs == nil {
+		r.dirs = map[string]dirHit{}
+	}
+	r.dirs[dir] = h
+	return h
 }
 
 // Protected reports whether p lies in (or is) a protected directory.
@@ -157,17 +211,17 @@ func Protected(p string) bool {
 	return false
 }
 
-func (ru *rule) match(p string) bool {
+// matchDir reports whether the rule matches a path in dir through dir: a
+// protected rule when dir is in (or is) its directory, an unanchored rule
+// when a segment of dir matches it, an anchored one when dir or one of
+// its leading directories does.
+func (ru *rule) matchDir(dir string) bool {
 	if ru.fold {
-		return hasDirPrefixFold(p, ru.pat)
+		return hasDirPrefixFold(dir, ru.pat)
 	}
 	if !ru.anchored {
-		// Any segment (any but the last for dirOnly).
-		for rest := p; ; {
+		for rest := dir; ; {
 			seg, tail, more := strings.Cut(rest, "/")
-			if ru.dirOnly && !more {
-				return false
-			}
 			if ru.matchOne(seg) {
 				return true
 			}
@@ -177,17 +231,31 @@ func (ru *rule) match(p string) bool {
 			rest = tail
 		}
 	}
-	// The whole path or any of its leading directories.
 	for i := 0; ; {
-		j := strings.IndexByte(p[i:], '/')
+		j := strings.IndexByte(dir[i:], '/')
 		if j < 0 {
-			return !ru.dirOnly && ru.matchOne(p)
+			return ru.matchOne(dir)
 		}
-		if ru.matchOne(p[:i+j]) {
+		if ru.matchOne(dir[:i+j]) {
 			return true
 		}
 		i += j + 1
 	}
+}
+
+// matchLast reports whether the rule matches p (whose last segment is
+// base) through its last part: never for a directory-only rule; the whole
+// path for a protected or anchored rule, the name for any other.
+func (ru *rule) matchLast(p, base string) bool {
+	switch {
+	case ru.dirOnly:
+		return false
+	case ru.fold:
+		return len(p) == len(ru.pat) && hasDirPrefixFold(p, ru.pat)
+	case ru.anchored:
+		return ru.matchOne(p)
+	}
+	return ru.matchOne(base)
 }
 
 func (ru *rule) matchOne(s string) bool {

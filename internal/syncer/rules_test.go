@@ -117,3 +117,77 @@ func FuzzRules(f *testing.F) {
 		}
 	})
 }
+
+// excludedRef is Excluded without the per-directory split: every rule
+// matched against the whole path, the last match deciding.
+func excludedRef(r *Rules, p string, trackedRegular bool) bool {
+	for i := len(r.rules) - 1; i >= 0; i-- {
+		ru := &r.rules[i]
+		if ru.ambiguous && trackedRegular {
+			continue
+		}
+		if refMatch(ru, p) {
+			return !ru.neg
+		}
+	}
+	return false
+}
+
+func refMatch(ru *rule, p string) bool {
+	if ru.fold {
+		return hasDirPrefixFold(p, ru.pat)
+	}
+	segs := strings.Split(p, "/")
+	if !ru.anchored {
+		for i, seg := range segs {
+			if ru.dirOnly && i == len(segs)-1 {
+				return false
+			}
+			if ru.matchOne(seg) {
+				return true
+			}
+		}
+		return false
+	}
+	for i := 1; i <= len(segs); i++ {
+		if i == len(segs) && ru.dirOnly {
+			return false
+		}
+		if ru.matchOne(strings.Join(segs[:i], "/")) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestExcludedMatchesWholePathRules: the per-directory split gives the
+// same answer as matching each rule against the whole path, for every
+// kind of rule, asked in an order that reuses remembered directories.
+func TestExcludedMatchesWholePathRules(t *testing.T) {
+	ruleSets := [][]string{
+		nil,
+		{"docs", "!docs/keep", "*.log", "!keep.log", "out/", "/tmpdata", "src/*.gen.go", "assets/big"},
+		{"!dist", "!node_modules", "dist/", "a/b", "!a/b/c", "**", "!*.go"},
+		{"[a-c]*", "!b*", "x/*/y", "y/", "!.crabbox/env", "!.crabbox"},
+	}
+	paths := []string{
+		"a", "a/b", "a/b/c", "a/b/c/d.go", "a/b/c.log", "docs/a.md", "docs/keep", "docs/keep/x",
+		"dist/app.js", "web/dist/x/y", "out", "out/x", "a/out/b", "tmpdata/x", "sub/tmpdata/x",
+		"src/a.gen.go", "src/x/a.gen.go", "assets/big/x", "assets/bigger/y", "node_modules/a.js",
+		"x/q/y", "x/q/y/z", "x/q/yy", "y", "y/z", ".crabbox/env", ".crabbox/env/k", ".CRABBOX/Env/k",
+		".crabbox", ".crabbox/other", "apps/w/.build/o", "apps/w/.build", "target", "rust/target/x",
+		"._x", "d/._x", "keep.log", "b/keep.log", "c.go", "b/c.go", "bb/a", ".git", "s/.git/config",
+	}
+	for _, rs := range ruleSets {
+		r := NewRules(rs, []string{"# c", "!docs/keep/x", "cache/"})
+		for pass := range 2 { // the second pass answers from remembered directories
+			for _, p := range paths {
+				for _, tr := range []bool{false, true} {
+					if got, want := r.Excluded(p, tr), excludedRef(r, p, tr); got != want {
+						t.Errorf("rules %q pass %d: Excluded(%q, %v) = %v, whole-path rules say %v", rs, pass, p, tr, got, want)
+					}
+				}
+			}
+		}
+	}
+}
