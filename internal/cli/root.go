@@ -17,6 +17,7 @@ import (
 
 	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/gitrepo"
 	"github.com/crabbox-dev/crabbox/internal/iostreams"
 )
 
@@ -144,12 +145,16 @@ func (f *Factory) repoPrefix(ctx context.Context) string {
 	return f.prefix
 }
 
-// findRepoRoot asks git for the top level and the working directory's
-// path below it in one call.
+// findRepoRoot reads the top level and the working directory's path
+// below it from the repository's own files, or, where they leave any
+// doubt, asks git for both in one call.
 func (f *Factory) findRepoRoot(ctx context.Context) (root, prefix string) {
 	dir, err := f.Getwd()
 	if err != nil {
 		return "", ""
+	}
+	if root, prefix, ok := gitrepo.Toplevel(dir); ok {
+		return root, cleanPrefix(prefix)
 	}
 	res, err := f.Runner.Run(ctx, execx.Cmd{Name: "git", Args: []string{"rev-parse", "--show-toplevel", "--show-prefix"}, Dir: dir, Timeout: 10 * time.Second})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/crabbox-dev/crabbox/internal/execx"
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
+	"github.com/crabbox-dev/crabbox/internal/gitrepo"
 )
 
 // gitStatConfig pins the settings git's "is this file modified?" stat
@@ -102,13 +103,17 @@ type snapshot struct {
 // the last path segment of origin's URL without ".git"
 // (git@github.com:o/r.git → r), else the base name of repoRoot. Characters
 // outside [A-Za-z0-9._-] become "-" so the name is safe in any remote
-// path.
+// path. The URL is read from the config files (gitrepo.OriginURL), or,
+// where they leave any doubt, asked of git.
 func RepoName(ctx context.Context, r execx.Runner, repoRoot string) string {
-	name := ""
-	res, err := r.Run(ctx, execx.Cmd{Name: "git", Args: []string{"-C", repoRoot, "config", "--get", "remote.origin.url"}})
-	if err == nil {
-		name = nameFromURL(strings.TrimSpace(string(res.Stdout)))
+	url, ok := gitrepo.OriginURL(repoRoot)
+	if !ok {
+		res, err := r.Run(ctx, execx.Cmd{Name: "git", Args: []string{"-C", repoRoot, "config", "--get", "remote.origin.url"}})
+		if err == nil {
+			url = string(res.Stdout)
+		}
 	}
+	name := nameFromURL(strings.TrimSpace(url))
 	if name == "" {
 		abs, err := filepath.Abs(repoRoot)
 		if err != nil {
