@@ -63,8 +63,13 @@ func OwnerScript(p OwnerParams) string {
 }
 
 const ownerBody = `old=$(head -c 4096 "$f" 2>/dev/null)
-field() { printf '%s\n' "$old" | sed -n "s/.*\"$1\":\"\([A-Za-z0-9_.:+-]*\)\".*/\1/p" | head -n 1; }
-om=$(field machineId); ol=$(field leaseId); oc=$(field createdAt)
+field() { # $1: a key of the record; sets v to its value, "" unless [A-Za-z0-9_.:+-]+
+  v=
+  case $old in *"\"$1\":\""*) ;; *) return ;; esac
+  v=${old#*"\"$1\":\""}; v=${v%%"\""*}
+  case $v in *[!A-Za-z0-9_.:+-]*) v= ;; esac
+}
+field machineId; om=$v; field leaseId; ol=$v; field createdAt; oc=$v
 echo "crabbox-owner owner ${om:--} ${ol:--} ${oc:--}"
 busy=0
 for pf in "$root"/*/*/.crabbox/runs/run_*.pid; do

@@ -151,3 +151,51 @@ func TestParseOwner(t *testing.T) {
 		t.Errorf("absent record: %+v %+v", rec, busy)
 	}
 }
+
+// TestOwnerScriptReadsRecordFields: the record's fields are read by the
+// shell itself, in bash and in a plain POSIX sh (the user's login shell
+// runs the fast line): a value outside [A-Za-z0-9_.:+-] or a missing key
+// reads as absent, and nothing in a value is ever run.
+func TestOwnerScriptReadsRecordFields(t *testing.T) {
+	shells := []string{"bash"}
+	if _, err := exec.LookPath("dash"); err == nil {
+		shells = append(shells, "dash")
+	}
+	tests := []struct {
+		name, record string
+		want         OwnerRecord
+	}{
+		{"ours", ownerRecordLine("cbx_1", machineB, "2026-12-02T19:00:00Z"), OwnerRecord{MachineID: machineB, LeaseID: "cbx_1", CreatedAt: "2026-12-02T19:00:00Z"}},
+		{"other order", `{"createdAt":"T0","machineId":"m-1.a:b+c","leaseId":"l"}`, OwnerRecord{MachineID: "m-1.a:b+c", LeaseID: "l", CreatedAt: "T0"}},
+		{"space in a value", `{"leaseId":"a b","machineId":"` + machineB + `"}`, OwnerRecord{MachineID: machineB}},
+		{"command in a value", `{"machineId":"$(touch pwned)","leaseId":"` + "`touch pwned`" + `"}`, OwnerRecord{}},
+		{"glob value", `{"machineId":"*"}`, OwnerRecord{}},
+		{"empty value", `{"machineId":""}`, OwnerRecord{}},
+		{"no keys", "garbage\n", OwnerRecord{}},
+	}
+	for _, sh := range shells {
+		for _, tt := range tests {
+			t.Run(sh+"/"+tt.name, func(t *testing.T) {
+				dir := t.TempDir()
+				root := filepath.Join(dir, "root")
+				os.MkdirAll(root, 0o755)
+				if err := os.WriteFile(filepath.Join(root, OwnerFile), []byte(tt.record), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				cmd := exec.Command(sh, "-c", OwnerScript(OwnerParams{WorkRoot: root, LeaseID: "cbx_1", MachineID: machineA, Now: "T1"}))
+				cmd.Dir = dir
+				cmd.Env = bashEnv(t)
+				out, _ := cmd.Output()
+				if !strings.Contains(string(out), "crabbox-owner owner ") {
+					t.Fatalf("no owner line: %q", out) // the positive control
+				}
+				if rec, _ := ParseOwner(string(out)); rec != tt.want {
+					t.Errorf("record read as %+v, want %+v (output %q)", rec, tt.want, out)
+				}
+				if _, err := os.Stat(filepath.Join(dir, "pwned")); err == nil {
+					t.Error("a value in the record was run")
+				}
+			})
+		}
+	}
+}

@@ -246,7 +246,8 @@ func KillScript(pidFile string) string {
 // only if the group leader really is that run (its environment carries
 // CRABBOX_RUN_ID=<run>), so a reused PID is never signalled. Exit files
 // and scripts of finished runs are removed, and so is a user script's
-// upload a killed run left half-written.
+// upload a killed run left half-written. Nothing is started for a workdir
+// with none of these (the warm path's usual case).
 const ReapLeftovers = `for f in "$wd"/.crabbox/runs/run_*.pid; do
   [ -f "$f" ] || continue
   id=$(basename "$f" .pid); p=$(cat "$f" 2>/dev/null)
@@ -257,7 +258,9 @@ const ReapLeftovers = `for f in "$wd"/.crabbox/runs/run_*.pid; do
   fi
   rm -f "$f"
 done
-rm -f "$wd"/.crabbox/runs/run_*.exit "$wd"/.crabbox/runs/run_*.sh "$wd"/.crabbox/scripts/run_*.tmp 2>/dev/null
+for f in "$wd"/.crabbox/runs/run_*.exit "$wd"/.crabbox/runs/run_*.sh "$wd"/.crabbox/scripts/run_*.tmp; do
+  if [ -e "$f" ] || [ -L "$f" ]; then rm -f "$f"; fi
+done
 true`
 
 // MaxReportBytes caps one collected JUnit file.

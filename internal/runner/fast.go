@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
@@ -59,11 +60,16 @@ type fastGate struct {
 	held    bytes.Buffer // stdout before the marker
 	goCh    chan struct{}
 	endCh   chan struct{}
+	sentCh  chan struct{} // the attempt's stdin header (the fingerprint) was written
+	sent    sync.Once
 }
 
 func newFastGate(marker string, out, errw io.Writer, onGo func(pre string)) *fastGate {
-	return &fastGate{marker: marker, onGo: onGo, out: out, errw: errw, goCh: make(chan struct{}), endCh: make(chan struct{})}
+	return &fastGate{marker: marker, onGo: onGo, out: out, errw: errw, goCh: make(chan struct{}), endCh: make(chan struct{}), sentCh: make(chan struct{})}
 }
+
+// headerSent: the machine has all it needs for the verdict.
+func (g *fastGate) headerSent() { g.sent.Do(func() { close(g.sentCh) }) }
 
 type gateOut struct{ g *fastGate }
 type gateErr struct{ g *fastGate }
@@ -166,10 +172,34 @@ func (g *fastGate) waitGo() bool {
 // fastAttempt is what a fast attempt needs beyond the command.
 type fastAttempt struct {
 	ownerScript string              // "" when the provider keeps the owner record
-	plan        *syncer.Plan        // nil with --no-sync
-	fp          string              // the plan's fingerprint
+	scan        *pendingScan        // nil with --no-sync
 	announce    func()              // the run line
 	onSkip      func(time.Duration) // the sync was skipped (check took that long)
+}
+
+// pendingScan is the sync's scan, running beside the fast attempt.
+type pendingScan struct {
+	done chan struct{}
+	plan *syncer.Plan
+	fp   string // "" when the plan cannot be skipped: the machine then answers "sync needed"
+}
+
+func startScan(ctx context.Context, r *run, so syncer.Options) *pendingScan {
+	p := &pendingScan{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.plan = r.scan(ctx, so)
+		if fp, ok := p.plan.FastFingerprint(so); ok {
+			p.fp = fp
+		}
+	}()
+	return p
+}
+
+// wait is the plan, once the scan has ended.
+func (p *pendingScan) wait() *syncer.Plan {
+	<-p.done
+	return p.plan
 }
 
 // fast runs the fast attempt: the command, unless the verdict sends the run
@@ -182,19 +212,33 @@ func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, rc 
 		ready = l.Target.ReadyCheck
 	}
 	line := remotecmd.FastLine(remotecmd.FastParams{
-		Ready: ready, Owner: a.ownerScript, Workdir: workdir, Compare: a.plan != nil, Hook: r.syncHook(), Nonce: r.runID, Command: rc,
+		Ready: ready, Owner: a.ownerScript, Workdir: workdir, Compare: a.scan != nil, Hook: r.syncHook(), Nonce: r.runID, Command: rc,
 	})
-	start := d.Now()
+	var sent atomic.Pointer[time.Time] // when the fingerprint went
 	g := newFastGate(remotecmd.FastMarker(r.runID), nil, nil, func(pre string) {
 		r.ownerPassed(a, pre)
 		a.announce()
-		if a.plan != nil {
-			a.onSkip(d.Now().Sub(start))
+		if a.scan != nil {
+			check := time.Duration(0)
+			if t := sent.Load(); t != nil {
+				check = d.Now().Sub(*t)
+			}
+			a.onSkip(check)
 		}
 		r.announceCommand(l)
 		r.step = StepCommand
 	})
-	code, capErr, err, started := r.runCommand(ctx, *sess, rc, line, a.fp+"\n"+rc.Stdin, g)
+	header := func() string {
+		fp := ""
+		if a.scan != nil {
+			a.scan.wait()
+			fp = a.scan.fp
+		}
+		now := d.Now()
+		sent.Store(&now)
+		return fp + "\n" + rc.Stdin
+	}
+	code, capErr, err, started := r.runCommand(ctx, *sess, rc, line, header, g)
 	if started {
 		if err != nil {
 			return fastFailed, code, err
@@ -279,20 +323,49 @@ func lastProtocolLine(pre string) string {
 }
 
 // withVerdictDeadline is ctx for an attempt's ssh that is cancelled when no
-// verdict came within fastWait; timedOut reports that it was.
+// verdict came within fastWait of the fingerprint going (the scan's own
+// time does not count); timedOut reports that it was.
 func withVerdictDeadline(ctx context.Context, g *fastGate) (context.Context, func(), func() bool) {
 	cctx, cancel := context.WithCancel(ctx)
 	var mu sync.Mutex
 	fired := false
-	t := time.AfterFunc(fastWait, func() {
-		if !g.hasStarted() {
+	var t *time.Timer
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-g.sentCh:
+		case <-stopped:
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		select {
+		case <-stopped:
+			return // stopped as the fingerprint went
+		default:
+		}
+		t = time.AfterFunc(fastWait, func() {
+			if !g.hasStarted() {
+				mu.Lock()
+				fired = true
+				mu.Unlock()
+				cancel()
+			}
+		})
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			close(stopped)
 			mu.Lock()
-			fired = true
+			if t != nil {
+				t.Stop()
+			}
 			mu.Unlock()
 			cancel()
-		}
-	})
-	return cctx, func() { t.Stop(); cancel() }, func() bool {
+		})
+	}
+	return cctx, stop, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return fired

@@ -265,35 +265,35 @@ func (r *run) execute(ctx context.Context) (int, error) {
 		}
 	}
 	if !s.SyncOnly && !s.Preflight {
-		fp, ok := "", true
+		a := fastAttempt{announce: announce}
 		if !s.NoSync {
-			plan = r.scan(ctx, r.syncOptions(workdir))
-			fp, ok = plan.FastFingerprint(r.syncOptions(workdir))
+			// The scan runs while the attempt's ssh starts and the machine
+			// runs the checks before the skip check, which then waits for
+			// the fingerprint on stdin.
+			a.scan = startScan(ctx, r, r.syncOptions(workdir))
+			a.onSkip = func(check time.Duration) {
+				r.recordSync(syncer.SkippedRemotely(a.scan.wait(), check, r.syncReport), nil)
+			}
 		}
-		if ok {
-			a := fastAttempt{plan: plan, fp: fp, announce: announce}
-			if !s.NoSync {
-				a.onSkip = func(check time.Duration) { r.recordSync(syncer.SkippedRemotely(plan, check, r.syncReport), nil) }
-			} else {
-				a.plan = nil
+		if !ownerDone {
+			if a.ownerScript, err = d.Owner.Script(l, s.Reclaim, true); err != nil {
+				return -1, err
 			}
-			if !ownerDone {
-				if a.ownerScript, err = d.Owner.Script(l, s.Reclaim, true); err != nil {
-					return -1, err
-				}
-			}
-			rc := r.render(l, workdir, machine)
-			verdict, code, err := r.fast(ctx, &sess, workdir, rc, a)
-			switch verdict {
-			case fastRan, fastFailed:
-				return code, err
-			case fastSyncNeeded:
-				ownerDone = true
-			}
-			if l != r.lease { // resolved again
-				l = r.lease
-				workdir = syncer.WorkdirFor(l.Target.WorkRoot, l.ID, repoName)
-			}
+		}
+		rc := r.render(l, workdir, machine)
+		verdict, code, err := r.fast(ctx, &sess, workdir, rc, a)
+		switch verdict {
+		case fastRan, fastFailed:
+			return code, err
+		case fastSyncNeeded:
+			ownerDone = true
+		}
+		if a.scan != nil {
+			plan = a.scan.wait()
+		}
+		if l != r.lease { // resolved again
+			l = r.lease
+			workdir = syncer.WorkdirFor(l.Target.WorkRoot, l.ID, repoName)
 		}
 	}
 	if l.ReadyUnchecked {
@@ -345,7 +345,7 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	rc := r.render(l, workdir, machine)
 	r.announceCommand(l)
 	r.step = StepCommand
-	code, capErr, err, _ := r.runCommand(ctx, sess, rc, rc.Line, rc.Stdin, nil)
+	code, capErr, err, _ := r.runCommand(ctx, sess, rc, rc.Line, func() string { return rc.Stdin }, nil)
 	if err != nil {
 		return code, err
 	}
@@ -415,11 +415,17 @@ func (r *run) announceCommand(l *provider.Lease) {
 // attempt) output waits for the marker and started says whether the
 // command started; without, it always did. capErr is a capture that could
 // not be put in place.
-func (r *run) runCommand(ctx context.Context, sess *sshx.Session, rc remotecmd.Command, line, header string, g *fastGate) (code int, capErr, err error, started bool) {
+func (r *run) runCommand(ctx context.Context, sess *sshx.Session, rc remotecmd.Command, line string, header func() string, g *fastGate) (code int, capErr, err error, started bool) {
 	d, s, l := r.d, r.s, r.lease
 	var wait func() bool
 	if g != nil {
 		wait = g.waitGo
+		h := header
+		header = func() string {
+			text := h()
+			g.headerSent() // the verdict's deadline runs from here
+			return text
+		}
 	}
 	in, err := newCommandInput(header, s.Stdin, wait)
 	if err != nil {

@@ -71,7 +71,7 @@ func fingerprint(ctx context.Context, r execx.Runner, o Options, m *Manifest) (s
 		if len(m.ents) == n {
 			ie = m.ents[i]
 		} else {
-			ie = snap.index[p]
+			ie = snap.entry(p)
 		}
 		var ctime int64
 		if len(m.info) == n {

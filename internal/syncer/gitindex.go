@@ -44,7 +44,11 @@ func parseIndex(data []byte, hashLen int) ([]indexRec, error) {
 	}
 	n := binary.BigEndian.Uint32(data[8:12])
 	body := data[:len(data)-hashLen] // the trailing checksum is not parsed
-	recs := make([]indexRec, 0, n)
+	// Paths and ids are substrings of two strings made once, not an
+	// allocation each (a large index has tens of thousands).
+	sbody := string(body)
+	hexIDs := make([]byte, 0, min(int(n), len(body)/(40+hashLen))*2*hashLen)
+	recs := make([]indexRec, 0, min(int(n), len(body)/(40+hashLen)))
 	off := 12
 	prev := ""
 	for i := uint32(0); i < n; i++ {
@@ -58,8 +62,8 @@ func parseIndex(data []byte, hashLen int) ([]indexRec, error) {
 			mtime: int64(binary.BigEndian.Uint32(e[8:12])),
 			mode:  binary.BigEndian.Uint32(e[24:28]),
 			size:  int64(binary.BigEndian.Uint32(e[36:40])),
-			oid:   hex.EncodeToString(e[fixed : fixed+hashLen]),
 		}
+		hexIDs = hex.AppendEncode(hexIDs, e[fixed:fixed+hashLen])
 		flags := binary.BigEndian.Uint16(e[fixed+hashLen:])
 		r.assumeValid = flags&0x8000 != 0
 		r.stage = int(flags>>12) & 3
@@ -93,7 +97,7 @@ func parseIndex(data []byte, hashLen int) ([]indexRec, error) {
 			if end < 0 || (nameLen < 0x0fff && end-p != nameLen) {
 				return nil, errors.New("git index: bad path length")
 			}
-			r.path = string(body[p:end])
+			r.path = sbody[p:end]
 			// Entries are padded with 1-8 NULs to a multiple of 8 bytes.
 			off += (end - off + 8) &^ 7
 		}
@@ -108,6 +112,10 @@ func parseIndex(data []byte, hashLen int) ([]indexRec, error) {
 	}
 	if off > len(body) {
 		return nil, errors.New("git index: truncated")
+	}
+	ids := string(hexIDs)
+	for i := range recs {
+		recs[i].oid = ids[i*2*hashLen : (i+1)*2*hashLen]
 	}
 	// Extensions: 4-byte signature, 4-byte size, data.
 	for off < len(body) {

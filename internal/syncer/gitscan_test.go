@@ -104,7 +104,7 @@ func TestFastScanMatchesLsFiles(t *testing.T) {
 			}
 			// What git reported or never checks is hashed; the rest is clean.
 			for p, wantClean := range map[string]bool{"a.txt": false, "staged.txt": true, "typechange": false, "itoa.txt": false, "ln": true, "run.sh": true} {
-				if e := fast.snap.index[p]; e == nil || e.clean != wantClean {
+				if e := fast.snap.entry(p); e == nil || e.clean != wantClean {
 					t.Errorf("%s: entry %+v, want clean=%v", p, e, wantClean)
 				}
 			}
@@ -238,7 +238,7 @@ func TestFastScanIndexChangedRetries(t *testing.T) {
 	if r.calls != 2 || !m.snap.fast {
 		t.Errorf("git ran %d times (fast=%v), want 2: once more after the index changed", r.calls, m.snap.fast)
 	}
-	if e := m.snap.index["a.txt"]; e == nil || !e.clean || e.blob != strings.TrimSpace(gitIn(t, repo, "rev-parse", ":a.txt")) {
+	if e := m.snap.entry("a.txt"); e == nil || !e.clean || e.blob != strings.TrimSpace(gitIn(t, repo, "rev-parse", ":a.txt")) {
 		t.Errorf("a.txt entry %+v is not the new index's", e)
 	}
 }

@@ -99,7 +99,7 @@ func fastSnapshotOnce(ctx context.Context, r execx.Runner, root, ipath string, o
 	// The index is taken apart while git status runs (SHA-1 ids assumed:
 	// taken apart again below if HEAD says otherwise).
 	var (
-		parsed    indexEntries
+		parsed    []*indexEntry
 		parsedErr error
 		parseDone = make(chan struct{})
 	)
@@ -129,8 +129,9 @@ func fastSnapshotOnce(ctx context.Context, r execx.Runner, root, ipath string, o
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errIndexUnsupported, err)
 	}
-	s := &snapshot{head: st.head, index: map[string]*indexEntry{}, untracked: st.untracked, indexMtime: indexMtime, fast: true}
+	s := &snapshot{head: st.head, untracked: st.untracked, indexMtime: indexMtime, fast: true}
 	if data == nil {
+		s.order = []*indexEntry{}
 		return s, nil
 	}
 	hashLen, ok := indexHashLen(st.head, data)
@@ -146,7 +147,7 @@ func fastSnapshotOnce(ctx context.Context, r execx.Runner, root, ipath string, o
 		}
 		return nil, fmt.Errorf("%w: %v", errIndexUnsupported, parsedErr)
 	}
-	s.index, s.order = parsed.byPath, parsed.order
+	s.order = parsed
 	for _, e := range s.order {
 		switch {
 		case e.unmerged:
@@ -165,23 +166,16 @@ func fastSnapshotOnce(ctx context.Context, r execx.Runner, root, ipath string, o
 	return s, nil
 }
 
-// indexEntries is an index file's entries, one per path, in the index's
-// (byte) order and by path.
-type indexEntries struct {
-	order  []*indexEntry
-	byPath map[string]*indexEntry
-}
-
 // readIndexEntries takes the index file apart (parseIndex) into one entry
-// per path, with what git recorded; an unmerged path (stages 1-3) is one
-// entry marked unmerged, with the first stage's mode.
-func readIndexEntries(data []byte, hashLen int) (indexEntries, error) {
+// per path, in the index's order, with what git recorded; an unmerged path
+// (stages 1-3) is one entry marked unmerged, with the first stage's mode.
+func readIndexEntries(data []byte, hashLen int) ([]*indexEntry, error) {
 	recs, err := parseIndex(data, hashLen)
 	if err != nil {
-		return indexEntries{}, err
+		return nil, err
 	}
 	ents := make([]indexEntry, 0, len(recs))
-	out := indexEntries{order: make([]*indexEntry, 0, len(recs)), byPath: make(map[string]*indexEntry, len(recs))}
+	order := make([]*indexEntry, 0, len(recs))
 	for i := range recs {
 		rec := &recs[i]
 		if n := len(ents); n > 0 && ents[n-1].path == rec.path {
@@ -190,8 +184,7 @@ func readIndexEntries(data []byte, hashLen int) (indexEntries, error) {
 		}
 		ents = append(ents, indexEntry{path: rec.path, mode: rec.mode})
 		e := &ents[len(ents)-1]
-		out.order = append(out.order, e)
-		out.byPath[e.path] = e
+		order = append(order, e)
 		if rec.stage != 0 {
 			e.unmerged = true
 			continue
@@ -200,7 +193,7 @@ func readIndexEntries(data []byte, hashLen int) (indexEntries, error) {
 		e.unwatched = rec.assumeValid || rec.skipWorktree || rec.intentToAdd
 		e.size, e.ctime = rec.size, rec.ctime
 	}
-	return out, nil
+	return order, nil
 }
 
 // indexHashLen is the object id length of the index: HEAD's, else the one

@@ -89,14 +89,28 @@ func (e *indexEntry) info() fileInfo {
 // All index facts come from ONE git process, so the blob ids and the
 // "modified" flags describe the same index.
 type snapshot struct {
-	head      string // HEAD commit, "none" without commits
-	index     map[string]*indexEntry
-	order     []*indexEntry // fast scan: index's entries in byte order
+	head      string                 // HEAD commit, "none" without commits
+	index     map[string]*indexEntry // by path: see entry (fast scan: built when first asked)
+	order     []*indexEntry          // fast scan: the index's entries in byte order
+	indexOnce sync.Once
 	untracked []string
 	// indexMtime is the index file's mtime (Unix seconds) just before git
 	// read it; -1 when unknown. See racyClean.
 	indexMtime int64
 	fast       bool // built by fastSnapshot
+}
+
+// entry is the index entry for path p, nil when p is not tracked.
+func (s *snapshot) entry(p string) *indexEntry {
+	s.indexOnce.Do(func() {
+		if s.index == nil {
+			s.index = make(map[string]*indexEntry, len(s.order))
+			for _, e := range s.order {
+				s.index[e.path] = e
+			}
+		}
+	})
+	return s.index[p]
 }
 
 // RepoName is the remote directory name for the repository at repoRoot:
@@ -198,7 +212,7 @@ func BuildManifest(ctx context.Context, r execx.Runner, o Options) (*Manifest, e
 		p  string
 		ie *indexEntry
 	}
-	cands := make([]cand, 0, len(snap.index)+len(snap.untracked))
+	cands := make([]cand, 0, len(snap.order)+len(snap.index)+len(snap.untracked))
 	if snap.order != nil {
 		// The index's order is byte order: merged with the untracked
 		// paths, sorted, and no sort of every path.
@@ -221,7 +235,7 @@ func BuildManifest(ctx context.Context, r execx.Runner, o Options) (*Manifest, e
 			cands = append(cands, cand{p, ie})
 		}
 		for _, p := range snap.untracked {
-			if _, tracked := snap.index[p]; !tracked {
+			if snap.entry(p) == nil {
 				cands = append(cands, cand{p: p})
 			}
 		}

@@ -46,6 +46,11 @@ var ProtectedDirs = []string{
 type Rules struct {
 	rules []rule
 	dirs  map[string]dirHit
+	// The rules that can match a path's last part: plain names (no glob,
+	// no "/") by name, as a dirHit-like pair of highest indexes, and the
+	// others' indexes, highest first.
+	names map[string]dirHit
+	last  []int
 }
 
 // dirHit is, for one directory, the highest index of a rule matching a
@@ -91,6 +96,24 @@ func NewRules(exclude, crabboxignore []string) *Rules {
 	}
 	for _, p := range ProtectedDirs {
 		r.rules = append(r.rules, rule{pat: p, lit: p, anchored: true, fold: true})
+	}
+	r.names = map[string]dirHit{}
+	for i := len(r.rules) - 1; i >= 0; i-- {
+		ru := &r.rules[i]
+		switch {
+		case ru.dirOnly:
+		case !ru.glob && !ru.anchored && !ru.fold:
+			h, ok := r.names[ru.pat]
+			if !ok {
+				h = dirHit{i, -1}
+			}
+			if h[1] < 0 && !ru.ambiguous {
+				h[1] = i
+			}
+			r.names[ru.pat] = h
+		default:
+			r.last = append(r.last, i)
+		}
 	}
 	return r
 }
@@ -163,7 +186,17 @@ func (r *Rules) Excluded(p string, trackedRegular bool) bool {
 			best = hit[0]
 		}
 	}
-	for i := len(r.rules) - 1; i > best; i-- {
+	if h, ok := r.names[base]; ok {
+		if trackedRegular {
+			best = max(best, h[1])
+		} else {
+			best = max(best, h[0])
+		}
+	}
+	for _, i := range r.last {
+		if i <= best {
+			break
+		}
 		ru := &r.rules[i]
 		if ru.ambiguous && trackedRegular {
 			continue
