@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/remotecmd"
@@ -332,5 +333,72 @@ func TestRunDeferredReadyCheck(t *testing.T) {
 				t.Errorf("stdout %q state %s", h.out, out.State)
 			}
 		})
+	}
+}
+
+// The scan runs beside the fast attempt, and the verdict's deadline starts
+// when the fingerprint goes: a scan slower than the deadline still gets
+// the warm run's one round trip, skipped sync and command.
+func TestRunFastAttemptWaitsForASlowScan(t *testing.T) {
+	t.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
+	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
+	h := newSyncHarness(t)
+	if _, err := Run(context.Background(), h.deps, h.syncSpec("true")); err != nil {
+		t.Fatalf("first run: %v\n%s", err, h.notes)
+	}
+	old := fastWait
+	fastWait = 300 * time.Millisecond
+	t.Cleanup(func() { fastWait = old })
+	h.lb.gitDelay = 3 * fastWait
+	from := len(h.lb.calls())
+	h.notes.Reset()
+	start := time.Now()
+	out, err := Run(context.Background(), h.deps, h.syncSpec("cat", "a.txt"))
+	took := time.Since(start)
+	if err != nil || out.Exit != 0 {
+		t.Fatalf("exit %d err %v\n%s", out.Exit, err, h.notes)
+	}
+	if took < h.lb.gitDelay {
+		t.Fatalf("the run took %v: the scan was not held %v", took, h.lb.gitDelay) // the positive control
+	}
+	lines, _ := h.sessions(from)
+	if len(lines) != 1 || h.out.String() != "alpha\n" || !strings.Contains(h.notes.String(), "No changes detected, skipping sync") {
+		t.Errorf("%d round trips, stdout %q, notes:\n%s", len(lines), h.out, h.notes)
+	}
+}
+
+// A plan that cannot be skipped (here: skipping disabled) still makes one
+// fast attempt: the machine answers "sync needed" to the empty fingerprint,
+// the owner record already written, and the run syncs and runs as usual.
+func TestRunFastAttemptWithoutFingerprintSyncs(t *testing.T) {
+	h := newSyncHarness(t)
+	if _, err := Run(context.Background(), h.deps, h.syncSpec("true")); err != nil {
+		t.Fatalf("first run: %v\n%s", err, h.notes)
+	}
+	h.writeRepo(t, "a.txt", "beta\n")
+	spec := h.syncSpec("cat", "a.txt")
+	spec.Sync.Fingerprint = false
+	from := len(h.lb.calls())
+	out, err := Run(context.Background(), h.deps, spec)
+	if err != nil || out.Exit != 0 || h.out.String() != "beta\n" {
+		t.Fatalf("exit %d err %v stdout %q\n%s", out.Exit, err, h.out, h.notes)
+	}
+	lines, _ := h.sessions(from)
+	if len(lines) == 0 || !strings.Contains(lines[0], "crabbox-fast") {
+		t.Fatalf("the first round trip is not the fast attempt:\n%s", strings.Join(lines, "\n"))
+	}
+	for _, l := range lines[1:] {
+		if strings.Contains(l, "crabbox-owner") {
+			t.Errorf("the owner check ran again after the fast attempt:\n%s", l)
+		}
+	}
+	rsync := 0
+	for _, c := range h.lb.calls()[from:] {
+		if strings.HasPrefix(c, "rsync ") {
+			rsync++
+		}
+	}
+	if rsync != 1 {
+		t.Errorf("%d rsync calls, want 1", rsync)
 	}
 }

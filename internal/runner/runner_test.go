@@ -41,12 +41,21 @@ type loopback struct {
 	transportBefore bool
 	// rsh, when set, is rsync's remote shell (see newSyncHarness).
 	rsh string
+	// gitDelay, when set, holds every `git status` that long first (a
+	// slow scan).
+	gitDelay time.Duration
 }
 
 func (lb *loopback) Run(ctx context.Context, c execx.Cmd) (execx.Result, error) {
 	lb.mu.Lock()
 	lb.argvs = append(lb.argvs, c.String())
 	lb.mu.Unlock()
+	if c.Name == "git" && lb.gitDelay > 0 && slices.Contains(c.Args, "status") {
+		select {
+		case <-time.After(lb.gitDelay):
+		case <-ctx.Done():
+		}
+	}
 	if c.Name == "rsync" && lb.rsh != "" {
 		// rsync's remote shell: this machine (the "workspace").
 		args := slices.Clone(c.Args)
