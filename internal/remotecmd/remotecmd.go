@@ -166,11 +166,16 @@ func Render(p Params) Command {
 	c.Stdin = p.Env + script + user + p.Items
 	q := sshx.Quote
 	var b strings.Builder
-	dirs := q(p.Workdir) + " " + q(path.Join(meta, "env")) + " " + q(runs)
+	dirList := []string{p.Workdir, path.Join(meta, "env"), runs}
 	if c.ScriptFile != "" {
-		dirs += " " + q(ScriptsDir(p.Workdir))
+		dirList = append(dirList, ScriptsDir(p.Workdir))
 	}
-	fmt.Fprintf(&b, "mkdir -p %s || exit 97; ", dirs)
+	// mkdir only runs when a directory is missing (a warm workdir has them).
+	var have []string
+	for _, d := range dirList {
+		have = append(have, "[ -d "+q(d)+" ]")
+	}
+	fmt.Fprintf(&b, "{ %s; } || mkdir -p %s || exit 97; ", strings.Join(have, " && "), sshx.QuoteArgs(dirList))
 	upload := fmt.Sprintf("head -c %d > %s && head -c %d > %s", len(p.Env), q(envFile), len(script), q(scriptFile))
 	cleanup := q(envFile) + " " + q(scriptFile)
 	if c.ScriptFile != "" {
