@@ -23,6 +23,10 @@ func newSyncHarness(t *testing.T) *harness {
 	if _, err := exec.LookPath("rsync"); err != nil {
 		t.Skip("rsync not installed")
 	}
+	// The developer's git config stays out: with no include in the config
+	// files, origin's URL is read from them, not asked of git.
+	t.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
+	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
 	h := newHarness(t)
 	rsh := filepath.Join(t.TempDir(), "fake-ssh")
 	script := "#!/bin/bash\n# fake-ssh [-l user] host command...\nif [ \"$1\" = -l ]; then shift 2; fi\nshift\nexec bash -c \"$*\"\n"
@@ -32,7 +36,6 @@ func newSyncHarness(t *testing.T) *harness {
 	h.lb.rsh = rsh
 	git := func(args ...string) {
 		cmd := exec.Command("git", append([]string{"-C", h.repo}, args...)...)
-		cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("git %v: %v\n%s", args, err, out)
 		}
@@ -41,6 +44,16 @@ func newSyncHarness(t *testing.T) *harness {
 	h.writeRepo(t, "a.txt", "alpha\n")
 	git("add", "-A")
 	git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "c")
+	return h
+}
+
+// newWarmHarness is newSyncHarness after a first run synced the tree.
+func newWarmHarness(t *testing.T) *harness {
+	t.Helper()
+	h := newSyncHarness(t)
+	if _, err := Run(context.Background(), h.deps, h.syncSpec("true")); err != nil {
+		t.Fatalf("first run: %v\n%s", err, h.notes)
+	}
 	return h
 }
 
@@ -81,13 +94,7 @@ func (h *harness) sessions(from int) (lines []string, git int) {
 // the repository name is read from its config); output, exit code and the record are as for a sync
 // that was skipped.
 func TestRunWarmNoChangeOneRoundTrip(t *testing.T) {
-	// Config files with no include: origin's URL is read, not asked.
-	t.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
-	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
-	h := newSyncHarness(t)
-	if _, err := Run(context.Background(), h.deps, h.syncSpec("true")); err != nil {
-		t.Fatalf("first run: %v\n%s", err, h.notes)
-	}
+	h := newWarmHarness(t)
 	first, _ := h.sessions(0)
 	if len(first) < 3 {
 		t.Fatalf("the first run used %d round trips, a sync needs more:\n%s", len(first), strings.Join(first, "\n"))
@@ -340,12 +347,7 @@ func TestRunDeferredReadyCheck(t *testing.T) {
 // when the fingerprint goes: a scan slower than the deadline still gets
 // the warm run's one round trip, skipped sync and command.
 func TestRunFastAttemptWaitsForASlowScan(t *testing.T) {
-	t.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
-	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
-	h := newSyncHarness(t)
-	if _, err := Run(context.Background(), h.deps, h.syncSpec("true")); err != nil {
-		t.Fatalf("first run: %v\n%s", err, h.notes)
-	}
+	h := newWarmHarness(t)
 	old := fastWait
 	fastWait = 300 * time.Millisecond
 	t.Cleanup(func() { fastWait = old })
@@ -371,10 +373,7 @@ func TestRunFastAttemptWaitsForASlowScan(t *testing.T) {
 // fast attempt: the machine answers "sync needed" to the empty fingerprint,
 // the owner record already written, and the run syncs and runs as usual.
 func TestRunFastAttemptWithoutFingerprintSyncs(t *testing.T) {
-	h := newSyncHarness(t)
-	if _, err := Run(context.Background(), h.deps, h.syncSpec("true")); err != nil {
-		t.Fatalf("first run: %v\n%s", err, h.notes)
-	}
+	h := newWarmHarness(t)
 	h.writeRepo(t, "a.txt", "beta\n")
 	spec := h.syncSpec("cat", "a.txt")
 	spec.Sync.Fingerprint = false
