@@ -62,7 +62,9 @@ func OwnerScript(p OwnerParams) string {
 	return b.String()
 }
 
-const ownerBody = `old=$(head -c 4096 "$f" 2>/dev/null)
+// The record is one line: read, a builtin, takes it without a program.
+const ownerBody = `old=
+if [ -f "$f" ]; then IFS= read -r old 2>/dev/null < "$f" || :; fi
 field() { # $1: a key of the record; sets v to its value, "" unless [A-Za-z0-9_.:+-]+
   v=
   case $old in *"\"$1\":\""*) ;; *) return ;; esac
