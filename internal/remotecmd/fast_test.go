@@ -55,18 +55,18 @@ func TestFastLineVerdicts(t *testing.T) {
 				if tt.foreign {
 					os.WriteFile(filepath.Join(root, OwnerFile), []byte(ownerRecordLine("cbx_1", machineB, "T0")), 0o600)
 				}
-				c := Render(Params{Workdir: wd, RunID: testRunID, Argv: []string{"sh", "-c", "cat > got; echo ran"}, ForwardStdin: true})
-				line := FastLine(FastParams{
+				c := FastLine(FastParams{
 					Owner:   OwnerScript(OwnerParams{WorkRoot: root, LeaseID: "cbx_1", MachineID: machineA, Now: "T1", Write: true}),
-					Workdir: wd, Compare: true, Hook: "touch \"$wd/hooked\"", Nonce: testRunID, Command: c,
+					Compare: true, Hook: "touch \"$wd/hooked\"",
+					Command: Params{Workdir: wd, RunID: testRunID, Argv: []string{"sh", "-c", "cat > got; echo ran"}, ForwardStdin: true, Items: "item-a\n"},
 				})
 				input := "after the fingerprint\x00\nbytes"
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
-				cmd := exec.CommandContext(ctx, sh, "-c", line)
+				cmd := exec.CommandContext(ctx, sh, "-c", c.Line)
 				cmd.Env = bashEnv(t)
 				cmd.Dir = dir
-				cmd.Stdin = strings.NewReader(tt.sent + "\n" + c.Stdin + input)
+				cmd.Stdin = strings.NewReader(c.Stdin + tt.sent + "\n" + input)
 				var out, errb bytes.Buffer
 				cmd.Stdout, cmd.Stderr = &out, &errb
 				err := cmd.Run()
@@ -97,6 +97,14 @@ func TestFastLineVerdicts(t *testing.T) {
 				case tt.wantCode == FastSyncNeeded:
 					if !strings.Contains(errb.String(), FastSyncLine(testRunID)) || hookErr != nil {
 						t.Errorf("no sync line or hook: stderr %q, hook %v", errb.String(), hookErr)
+					}
+					// The files were written (positive control: the env
+					// dir exists) and are gone again.
+					for _, d := range []string{"env", "runs"} {
+						ents, err := os.ReadDir(filepath.Join(wd, ".crabbox", d))
+						if err != nil || len(ents) != 0 {
+							t.Errorf(".crabbox/%s after sync needed: %v %v", d, ents, err)
+						}
 					}
 				default:
 					if hookErr == nil {

@@ -49,6 +49,12 @@ type Params struct {
 	// command starts and removed when it ends: a shard's items, one per
 	// line (run --shards; CRABBOX_SHARD_ITEMS names the file).
 	Items string
+
+	// gate is FastLine's check, run in the login shell once the env file
+	// is sourced and removed, before the command starts ($1 is the run
+	// script). With a gate the stream after Stdin stays on fd 3 whatever
+	// ForwardStdin says: the gate reads its line from there.
+	gate string
 }
 
 // ItemsFile is where Params.Items is written for run runID.
@@ -201,14 +207,18 @@ func Render(p Params) Command {
 	// The command's input: /dev/null, or the rest of this stream, kept on
 	// fd 3 past the login shell's profile (which reads /dev/null).
 	stdin := "</dev/null"
-	if p.ForwardStdin {
+	switch {
+	case p.ForwardStdin:
 		b.WriteString("exec 3<&0 </dev/null; ")
 		stdin = "<&3 3<&-"
+	case p.gate != "":
+		b.WriteString("exec 3<&0 </dev/null; ")
+		stdin = "</dev/null 3<&-"
 	}
 	// The env file is sourced inside the login shell, after its profile,
 	// so a forwarded variable (PATH included) is what the command sees.
-	inner := fmt.Sprintf(`. "$2"; rm -f "$2"; set -m; cd %s || { printf 'crabbox: cannot enter %%s on the workspace\n' %s >&2; rm -f "$1"; exit 97; }; bash "$1" %s & p=$!; set +m; echo $p > %s; wait $p; rc=$?; rm -f %s "$1"; if [ $rc -eq 255 ]; then echo 255 > %s; fi; exit $rc`,
-		q(c.Dir), q(c.Dir), stdin, q(c.PIDFile), done, q(c.ExitFile))
+	inner := fmt.Sprintf(`. "$2"; rm -f "$2"; %sset -m; cd %s || { printf 'crabbox: cannot enter %%s on the workspace\n' %s >&2; rm -f "$1"; exit 97; }; bash "$1" %s & p=$!; set +m; echo $p > %s; wait $p; rc=$?; rm -f %s "$1"; if [ $rc -eq 255 ]; then echo 255 > %s; fi; exit $rc`,
+		p.gate, q(c.Dir), q(c.Dir), stdin, q(c.PIDFile), done, q(c.ExitFile))
 	fmt.Fprintf(&b, "exec bash -lc %s bash %s %s", q(inner), q(scriptFile), q(envFile))
 	c.Line = b.String()
 	return c

@@ -205,14 +205,14 @@ func (p *pendingScan) wait() *syncer.Plan {
 // fast runs the fast attempt: the command, unless the verdict sends the run
 // the ordinary way. sess is replaced when a transport failure right after a
 // fast-path resolve made the lease resolve again.
-func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, rc remotecmd.Command, a fastAttempt) (fastVerdict, int, error) {
+func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, p remotecmd.Params, a fastAttempt) (fastVerdict, int, error) {
 	d, s, l := r.d, r.s, r.lease
 	ready := ""
 	if l.ReadyUnchecked {
 		ready = l.Target.ReadyCheck
 	}
-	line := remotecmd.FastLine(remotecmd.FastParams{
-		Ready: ready, Owner: a.ownerScript, Workdir: workdir, Compare: a.scan != nil, Hook: r.syncHook(), Nonce: r.runID, Command: rc,
+	rc := remotecmd.FastLine(remotecmd.FastParams{
+		Ready: ready, Owner: a.ownerScript, Compare: a.scan != nil, Hook: r.syncHook(), Command: p,
 	})
 	var sent atomic.Pointer[time.Time] // when the fingerprint went
 	g := newFastGate(remotecmd.FastMarker(r.runID), nil, nil, func(pre string) {
@@ -228,7 +228,12 @@ func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, rc 
 		r.announceCommand(l)
 		r.step = StepCommand
 	})
-	header := func() string {
+	// The command's files go at once (the machine writes them while the
+	// scan runs), the fingerprint when the scan has ended.
+	header := func(w io.Writer) error {
+		if _, err := io.WriteString(w, rc.Stdin); err != nil {
+			return err
+		}
 		fp := ""
 		if a.scan != nil {
 			a.scan.wait()
@@ -236,9 +241,10 @@ func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, rc 
 		}
 		now := d.Now()
 		sent.Store(&now)
-		return fp + "\n" + rc.Stdin
+		_, err := io.WriteString(w, fp+"\n")
+		return err
 	}
-	code, capErr, err, started := r.runCommand(ctx, *sess, rc, line, header, g)
+	code, capErr, err, started := r.runCommand(ctx, *sess, rc, rc.Line, header, g)
 	if started {
 		if err != nil {
 			return fastFailed, code, err

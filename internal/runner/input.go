@@ -39,12 +39,12 @@ type commandInput struct {
 	rerr error // a failed read of in (not EOF)
 }
 
-// header is called in that goroutine: it may wait (a fast attempt's
-// fingerprint, still being computed when the ssh starts). wait, when not
-// nil, is asked after the header and before in is first
-// read: false leaves in unread (a fast attempt that did not start the
-// command; its input goes to the next attempt).
-func newCommandInput(header func() string, in io.Reader, wait func() bool) (*commandInput, error) {
+// header writes in that goroutine: it may wait (a fast attempt's
+// fingerprint, still being computed when the ssh starts, goes after the
+// command's files). wait, when not nil, is asked after the header and
+// before in is first read: false leaves in unread (a fast attempt that
+// did not start the command; its input goes to the next attempt).
+func newCommandInput(header func(io.Writer) error, in io.Reader, wait func() bool) (*commandInput, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -52,7 +52,7 @@ func newCommandInput(header func() string, in io.Reader, wait func() bool) (*com
 	ci := &commandInput{r: pr}
 	go func() {
 		defer pw.Close()
-		if _, err := io.WriteString(pw, header()); err != nil || in == nil {
+		if err := header(pw); err != nil || in == nil {
 			return // the process is gone (its stdin closed) or there is no input
 		}
 		if wait != nil && !wait() {

@@ -280,8 +280,7 @@ func (r *run) execute(ctx context.Context) (int, error) {
 				return -1, err
 			}
 		}
-		rc := r.render(l, workdir, machine)
-		verdict, code, err := r.fast(ctx, &sess, workdir, rc, a)
+		verdict, code, err := r.fast(ctx, &sess, workdir, r.render(l, workdir, machine), a)
 		switch verdict {
 		case fastRan, fastFailed:
 			return code, err
@@ -342,10 +341,13 @@ func (r *run) execute(ctx context.Context) (int, error) {
 	if s.SyncOnly {
 		return 0, nil
 	}
-	rc := r.render(l, workdir, machine)
+	rc := remotecmd.Render(r.render(l, workdir, machine))
 	r.announceCommand(l)
 	r.step = StepCommand
-	code, capErr, err, _ := r.runCommand(ctx, sess, rc, rc.Line, func() string { return rc.Stdin }, nil)
+	code, capErr, err, _ := r.runCommand(ctx, sess, rc, rc.Line, func(w io.Writer) error {
+		_, err := io.WriteString(w, rc.Stdin)
+		return err
+	}, nil)
 	if err != nil {
 		return code, err
 	}
@@ -368,9 +370,9 @@ func (r *run) announce(l *provider.Lease, workdir string) {
 		r.runID, l.ID, dash(l.Slug), r.d.Provider.Name(), l.Ref, l.Target.User, l.Target.Host, workdir, cwd)
 }
 
-// render is the run's remote command (the environment names are kept for
-// the failure bundle).
-func (r *run) render(l *provider.Lease, workdir, machine string) remotecmd.Command {
+// render is what the run's remote command is rendered from (the
+// environment names are kept for the failure bundle).
+func (r *run) render(l *provider.Lease, workdir, machine string) remotecmd.Params {
 	s := r.s
 	vars := make(map[string]string, len(s.Env)+4)
 	for k, v := range s.Env {
@@ -399,7 +401,7 @@ func (r *run) render(l *provider.Lease, workdir, machine string) remotecmd.Comma
 	if s.Script != nil {
 		p.Shell, p.UserScript = false, &remotecmd.UserScript{Body: string(s.Script.Body)}
 	}
-	return remotecmd.Render(p)
+	return p
 }
 
 // announceCommand prints the forwarded variables and the running line.
@@ -415,16 +417,16 @@ func (r *run) announceCommand(l *provider.Lease) {
 // attempt) output waits for the marker and started says whether the
 // command started; without, it always did. capErr is a capture that could
 // not be put in place.
-func (r *run) runCommand(ctx context.Context, sess *sshx.Session, rc remotecmd.Command, line string, header func() string, g *fastGate) (code int, capErr, err error, started bool) {
+func (r *run) runCommand(ctx context.Context, sess *sshx.Session, rc remotecmd.Command, line string, header func(io.Writer) error, g *fastGate) (code int, capErr, err error, started bool) {
 	d, s, l := r.d, r.s, r.lease
 	var wait func() bool
 	if g != nil {
 		wait = g.waitGo
 		h := header
-		header = func() string {
-			text := h()
+		header = func(w io.Writer) error {
+			err := h(w)
 			g.headerSent() // the verdict's deadline runs from here
-			return text
+			return err
 		}
 	}
 	in, err := newCommandInput(header, s.Stdin, wait)
