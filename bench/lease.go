@@ -180,18 +180,35 @@ func (b *bench) liveMasters() int {
 }
 
 func timingMs(out []byte, key string) (time.Duration, error) {
+	v, err := timingField(out, key)
+	if n, ok := v.(float64); ok {
+		return time.Duration(n) * time.Millisecond, nil
+	}
+	return 0, err
+}
+
+// timingString is a string field of the timing JSON in out.
+func timingString(out []byte, key string) (string, error) {
+	v, err := timingField(out, key)
+	if s, ok := v.(string); ok && s != "" {
+		return s, nil
+	}
+	return "", err
+}
+
+func timingField(out []byte, key string) (any, error) {
 	for _, line := range strings.Split(string(out), "\n") {
 		if !strings.HasPrefix(line, "{") {
 			continue
 		}
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) == nil {
-			if v, ok := m[key].(float64); ok {
-				return time.Duration(v) * time.Millisecond, nil
+			if v, ok := m[key]; ok {
+				return v, nil
 			}
 		}
 	}
-	return 0, fmt.Errorf("no %s in timing JSON:\n%s", key, out)
+	return nil, fmt.Errorf("no %s in timing JSON:\n%s", key, out)
 }
 
 func quoteAll(args []string) []string {
