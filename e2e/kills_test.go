@@ -206,9 +206,12 @@ func TestKillRun(t *testing.T) {
 	if remoteAfterKill == 0 {
 		t.Fatalf("expected the killed run's command to outlive crabbox")
 	}
-	w.must("run", "--id", l.id, "--", "true")
+	next := w.must("run", "--id", l.id, "--", "true")
 	if n := procCmdlinesContaining(marker); n != 0 {
 		t.Errorf("%d processes of the killed run's command still alive after the next run", n)
+	}
+	if !strings.Contains(next.stderr, "sync warning: stopped the command left running by run "+cmdRun) {
+		t.Errorf("the next run does not say it stopped %s's command:\n%s", cmdRun, next.stderr)
 	}
 
 	r = w.must("stop", l.id)

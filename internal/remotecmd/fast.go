@@ -46,6 +46,11 @@ type FastParams struct {
 // protocol's (or login noise), everything after it the command's.
 func FastMarker(nonce string) string { return "crabbox-fast " + nonce + " go" }
 
+// FastShellMarker is the stderr line printed just before the login shell
+// starts: what comes after it and before FastMarker is the shell's own
+// (its profile's), shown as the ordinary path shows it.
+func FastShellMarker(nonce string) string { return "crabbox-fast " + nonce + " shell" }
+
 // FastSyncLine is the stderr line that comes with FastSyncNeeded.
 func FastSyncLine(nonce string) string { return "crabbox-fast " + nonce + " sync" }
 
@@ -98,6 +103,7 @@ func FastLine(p FastParams) Command {
 	cp := p.Command
 	cp.gate = g.String()
 	c := Render(cp)
+	fmt.Fprintf(&b, "printf '%%s\\n' %s >&2; ", q(FastShellMarker(nonce)))
 	c.Line = b.String() + c.Line
 	return c
 }

@@ -48,7 +48,8 @@ const maxHeld = 1 << 20
 // fastGate holds a fast attempt's output until the marker.
 type fastGate struct {
 	marker string
-	onGo   func(pre string) // at the marker (with the lines before it), before any held output goes on
+	shell  string           // the line after which stderr is the login shell's (remotecmd.FastShellMarker)
+	onGo   func(pre string) // at the marker (with the protocol's lines before it), before any held output goes on
 	out    io.Writer
 	errw   io.Writer
 
@@ -56,7 +57,9 @@ type fastGate struct {
 	started bool
 	ended   bool
 	line    []byte       // the stderr line in progress
-	pre     bytes.Buffer // stderr lines before the marker
+	pre     bytes.Buffer // the protocol's stderr lines (before the shell line)
+	inShell bool         // the shell line came
+	shellb  bytes.Buffer // the login shell's stderr lines before the marker: shown at the marker
 	held    bytes.Buffer // stdout before the marker
 	goCh    chan struct{}
 	endCh   chan struct{}
@@ -64,8 +67,8 @@ type fastGate struct {
 	sent    sync.Once
 }
 
-func newFastGate(marker string, out, errw io.Writer, onGo func(pre string)) *fastGate {
-	return &fastGate{marker: marker, onGo: onGo, out: out, errw: errw, goCh: make(chan struct{}), endCh: make(chan struct{}), sentCh: make(chan struct{})}
+func newFastGate(marker, shell string, out, errw io.Writer, onGo func(pre string)) *fastGate {
+	return &fastGate{marker: marker, shell: shell, onGo: onGo, out: out, errw: errw, goCh: make(chan struct{}), endCh: make(chan struct{}), sentCh: make(chan struct{})}
 }
 
 // headerSent: the machine has all it needs for the verdict.
@@ -113,8 +116,12 @@ func (w gateErr) Write(p []byte) (int, error) {
 		if string(g.line) == g.marker {
 			g.line = nil
 			g.onGo(g.pre.String())
-			_, err := g.out.Write(g.held.Bytes())
+			_, err := g.errw.Write(g.shellb.Bytes())
+			if err == nil {
+				_, err = g.out.Write(g.held.Bytes())
+			}
 			g.held.Reset()
+			g.shellb.Reset()
 			g.started = true
 			close(g.goCh)
 			g.mu.Unlock()
@@ -126,14 +133,26 @@ func (w gateErr) Write(p []byte) (int, error) {
 			}
 			return len(p), nil
 		}
-		if g.pre.Len() < maxHeld {
-			g.pre.Write(g.line)
-			g.pre.WriteByte('\n')
+		switch {
+		case g.shell != "" && string(g.line) == g.shell:
+			g.inShell = true
+		case g.inShell:
+			addLine(&g.shellb, g.line)
+		default:
+			addLine(&g.pre, g.line)
 		}
 		g.line = g.line[:0]
 	}
 	g.mu.Unlock()
 	return len(p), nil
+}
+
+// addLine adds a held line to b, up to maxHeld.
+func addLine(b *bytes.Buffer, line []byte) {
+	if b.Len() < maxHeld {
+		b.Write(line)
+		b.WriteByte('\n')
+	}
 }
 
 // end is called once the attempt's ssh has exited.
@@ -144,7 +163,7 @@ func (g *fastGate) end() (started bool, pre string) {
 		g.ended = true
 		close(g.endCh)
 	}
-	return g.started, g.pre.String() + string(g.line)
+	return g.started, g.pre.String() + g.shellb.String() + string(g.line)
 }
 
 func (g *fastGate) hasStarted() bool {
@@ -215,9 +234,10 @@ func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, p r
 		Ready: ready, Owner: a.ownerScript, Compare: a.scan != nil, Hook: r.syncHook(), Command: p,
 	})
 	var sent atomic.Pointer[time.Time] // when the fingerprint went
-	g := newFastGate(remotecmd.FastMarker(r.runID), nil, nil, func(pre string) {
+	g := newFastGate(remotecmd.FastMarker(r.runID), remotecmd.FastShellMarker(r.runID), nil, nil, func(pre string) {
 		r.ownerPassed(a, pre)
 		a.announce()
+		r.hookNotes(pre)
 		if a.scan != nil {
 			check := time.Duration(0)
 			if t := sent.Load(); t != nil {
@@ -285,6 +305,8 @@ func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, p r
 	switch {
 	case code == remotecmd.FastSyncNeeded && strings.Contains(pre, remotecmd.FastSyncLine(r.runID)):
 		r.ownerPassed(a, pre)
+		a.announce()
+		r.hookNotes(pre)
 		return fastSyncNeeded, 0, nil
 	case a.ownerScript != "" && hasOwner && code != 0:
 		res, perr := owner.ParseResult(l, code, pre, lastProtocolLine(pre))
@@ -311,6 +333,14 @@ func (r *run) ownerPassed(a fastAttempt, pre string) {
 	res, err := owner.ParseResult(r.lease, 0, pre, "")
 	if err == nil {
 		_ = r.d.Owner.Decide(r.lease, r.s.Reclaim, res, takeOverRun) // code 0: never a refusal
+	}
+}
+
+// hookNotes shows what the sync's hook said for the user inside a fast
+// attempt (pre holds its lines), as the sync's prepare step shows it.
+func (r *run) hookNotes(pre string) {
+	for _, n := range syncer.HookNotes(pre) {
+		r.syncReport(syncer.Event{Kind: "warning", Message: "sync warning: " + n})
 	}
 }
 

@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -225,7 +227,7 @@ func TestRunFastRefusedByAnotherOwner(t *testing.T) {
 // held stdout follows onGo, and what follows the marker passes.
 func TestFastGate(t *testing.T) {
 	var out, errb, order bytes.Buffer
-	g := newFastGate("crabbox-fast r go", &out, &errb, func(string) { order.WriteString("go;") })
+	g := newFastGate("crabbox-fast r go", "crabbox-fast r shell", &out, &errb, func(string) { order.WriteString("go;") })
 	o, e := gateOut{g}, gateErr{g}
 	o.Write([]byte("noise-out\n"))
 	e.Write([]byte("crabbox-owner owner - - -\nlogin noise\ncrabbox-fa"))
@@ -246,7 +248,7 @@ func TestFastGate(t *testing.T) {
 	}
 	// Without the marker nothing passes and the input stays unread.
 	out.Reset()
-	g2 := newFastGate("crabbox-fast r go", &out, &errb, func(string) { t.Error("onGo without a marker") })
+	g2 := newFastGate("crabbox-fast r go", "crabbox-fast r shell", &out, &errb, func(string) { t.Error("onGo without a marker") })
 	gateOut{g2}.Write([]byte("x\n"))
 	gateErr{g2}.Write([]byte("crabbox-fast r sync\n"))
 	if started, pre := g2.end(); started || pre != "crabbox-fast r sync\n" || out.Len() != 0 || g2.waitGo() {
@@ -399,5 +401,76 @@ func TestRunFastAttemptWithoutFingerprintSyncs(t *testing.T) {
 	}
 	if rsync != 1 {
 		t.Errorf("%d rsync calls, want 1", rsync)
+	}
+}
+
+// The warm path starts the login shell before the verdict: what its
+// profile prints on stderr still reaches the user, as on the ordinary
+// path, and so does the reaper's note that it stopped a command a killed
+// run left running.
+func TestRunFastShowsShellAndReaperLines(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	if err := os.WriteFile(filepath.Join(home, ".bash_profile"), []byte("echo profile-says-hi >&2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := newWarmHarness(t)
+	out, err := Run(context.Background(), h.deps, h.syncSpec("true"))
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, h.notes)
+	}
+	rec, err := h.store.Get(out.RunID)
+	if err != nil || rec.Workdir == "" {
+		t.Fatalf("record: %+v %v", rec, err)
+	}
+	// A command a killed run left running: its own process group, with
+	// that run's ID in its environment, and its pid file in the workdir.
+	const left = "run_0000deadbeef"
+	sleeper := exec.Command("sleep", "60")
+	machine, err := h.deps.Owner.MachineID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleeper.Env = append(os.Environ(), "CRABBOX_RUN_ID="+left, "CRABBOX_MACHINE_ID="+machine)
+	sleeper.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	gone := make(chan struct{})
+	go func() { sleeper.Wait(); close(gone) }()
+	t.Cleanup(func() { sleeper.Process.Kill() })
+	pidFile := filepath.Join(rec.Workdir, ".crabbox", "runs", left+".pid")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(sleeper.Process.Pid)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-gone:
+		t.Fatal("the leftover command ended before the run (no positive control)")
+	default:
+	}
+
+	from := len(h.lb.calls())
+	h.notes.Reset()
+	h.out.Reset()
+	h.errOut.Reset()
+	if _, err := Run(context.Background(), h.deps, h.syncSpec("sh", "-c", "echo out; echo err >&2")); err != nil {
+		t.Fatalf("run: %v\n%s", err, h.notes)
+	}
+	if lines, _ := h.sessions(from); len(lines) != 1 {
+		t.Fatalf("%d round trips, want 1 (the warm path)", len(lines))
+	}
+	if h.out.String() != "out\n" {
+		t.Errorf("stdout %q", h.out)
+	}
+	if e := h.errOut.String(); !strings.Contains(e, "profile-says-hi\n") || !strings.HasSuffix(e, "err\n") || strings.Contains(e, "crabbox-") {
+		t.Errorf("stderr %q: want the profile's line and the command's, no protocol lines", e)
+	}
+	if !strings.Contains(h.notes.String(), "stopped the command left running by run "+left) {
+		t.Errorf("notes do not say the leftover command was stopped:\n%s", h.notes)
+	}
+	select {
+	case <-gone:
+	case <-time.After(10 * time.Second):
+		t.Error("the leftover command is still running")
 	}
 }
