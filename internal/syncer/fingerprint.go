@@ -86,7 +86,10 @@ func fingerprint(ctx context.Context, r execx.Runner, o Options, m *Manifest) (s
 			continue
 		}
 		if ie != nil && !ie.dirty && ie.blob != "" && sameType(ie.mode, modes[i]) && !racyClean(ctime, snap.indexMtime) {
-			ids[i] = "b:" + ie.blob
+			ids[i] = ie.blobID
+			if ids[i] == "" {
+				ids[i] = "b:" + ie.blob
+			}
 			continue
 		}
 		todo = append(todo, i)

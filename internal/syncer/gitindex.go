@@ -17,6 +17,7 @@ type indexRec struct {
 	path         string
 	mode         uint32 // 100644, 100755, 120000, 160000
 	oid          string // hex object id
+	id           string // "b:" + oid, the fingerprint's field for the blob
 	stage        int    // 0 normally; 1-3 for an unmerged path
 	assumeValid  bool   // assume-unchanged: git never looks at the file
 	skipWorktree bool   // sparse checkout: git never looks at the file
@@ -47,7 +48,10 @@ func parseIndex(data []byte, hashLen int) ([]indexRec, error) {
 	// Paths and ids are substrings of two strings made once, not an
 	// allocation each (a large index has tens of thousands).
 	sbody := string(body)
-	hexIDs := make([]byte, 0, min(int(n), len(body)/(40+hashLen))*2*hashLen)
+	// Every id as "b:<hex>", back to back in one string: oid and id are
+	// substrings of it.
+	stride := 2 + 2*hashLen
+	hexIDs := make([]byte, 0, min(int(n), len(body)/(40+hashLen))*stride)
 	recs := make([]indexRec, 0, min(int(n), len(body)/(40+hashLen)))
 	off := 12
 	prev := ""
@@ -63,7 +67,7 @@ func parseIndex(data []byte, hashLen int) ([]indexRec, error) {
 			mode:  binary.BigEndian.Uint32(e[24:28]),
 			size:  int64(binary.BigEndian.Uint32(e[36:40])),
 		}
-		hexIDs = hex.AppendEncode(hexIDs, e[fixed:fixed+hashLen])
+		hexIDs = hex.AppendEncode(append(hexIDs, 'b', ':'), e[fixed:fixed+hashLen])
 		flags := binary.BigEndian.Uint16(e[fixed+hashLen:])
 		r.assumeValid = flags&0x8000 != 0
 		r.stage = int(flags>>12) & 3
@@ -115,7 +119,8 @@ func parseIndex(data []byte, hashLen int) ([]indexRec, error) {
 	}
 	ids := string(hexIDs)
 	for i := range recs {
-		recs[i].oid = ids[i*2*hashLen : (i+1)*2*hashLen]
+		recs[i].id = ids[i*stride : (i+1)*stride]
+		recs[i].oid = recs[i].id[2:]
 	}
 	// Extensions: 4-byte signature, 4-byte size, data.
 	for off < len(body) {

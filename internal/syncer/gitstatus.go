@@ -189,7 +189,7 @@ func readIndexEntries(data []byte, hashLen int) ([]*indexEntry, error) {
 			e.unmerged = true
 			continue
 		}
-		e.blob, e.skipWorktree = rec.oid, rec.skipWorktree
+		e.blob, e.blobID, e.skipWorktree = rec.oid, rec.id, rec.skipWorktree
 		e.unwatched = rec.assumeValid || rec.skipWorktree || rec.intentToAdd
 		e.size, e.ctime = rec.size, rec.ctime
 	}

@@ -60,6 +60,7 @@ type indexEntry struct {
 	path         string
 	mode         uint32 // octal index mode: 100644, 100755, 120000, 160000
 	blob         string // stage-0 object id; "" for unmerged paths
+	blobID       string // "b:" + blob when the fast scan made it ("" otherwise)
 	dirty        bool   // content may differ from blob: hash the file instead
 	skipWorktree bool
 	// clean (fast scan only): git found the file unchanged against the
@@ -271,6 +272,7 @@ func BuildManifest(ctx context.Context, r execx.Runner, o Options) (*Manifest, e
 		}
 	})
 	var sparse []string
+	m.Files, m.info, m.ents = make([]string, 0, len(ks)), make([]fileInfo, 0, len(ks)), make([]*indexEntry, 0, len(ks))
 	for _, k := range ks {
 		p, fi, err := k.p, k.fi, k.err
 		switch {

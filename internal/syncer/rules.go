@@ -46,6 +46,11 @@ var ProtectedDirs = []string{
 type Rules struct {
 	rules []rule
 	dirs  map[string]dirHit
+	// The last directory looked up and its hit: paths come in order, so
+	// most lookups are for the directory of the path before.
+	lastDir    string
+	lastDirHit dirHit
+	lastDirOK  bool
 	// The rules that can match a path's last part: plain names (no glob,
 	// no "/") by name, as a dirHit-like pair of highest indexes, and the
 	// others' indexes, highest first.
@@ -211,6 +216,15 @@ func (r *Rules) Excluded(p string, trackedRegular bool) bool {
 
 // dirHit is the remembered dirHit of dir (a path's directory part).
 func (r *Rules) dirHit(dir string) dirHit {
+	if r.lastDirOK && r.lastDir == dir {
+		return r.lastDirHit
+	}
+	h := r.lookupDir(dir)
+	r.lastDir, r.lastDirHit, r.lastDirOK = dir, h, true
+	return h
+}
+
+func (r *Rules) lookupDir(dir string) dirHit {
 	if h, ok := r.dirs[dir]; ok {
 		return h
 	}
