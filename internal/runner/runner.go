@@ -568,8 +568,14 @@ func (r *run) reconfirm(ctx context.Context, sess *sshx.Session, cause error) (*
 	if err := sess.Shutdown(); err != nil {
 		r.notef("warning: closing the old tunnel: %v", err)
 	}
+	start := r.d.Now()
 	l, err := r.resolve(ctx, true)
 	r.d.EndProgress(err)
+	// The second resolve (a start of the workspace, its wait) is the
+	// lease's time too: the summary's lease= would otherwise show the
+	// first, fast one alone.
+	ms, _ := r.timing["leaseMs"].(int64)
+	r.timing["leaseMs"] = ms + r.d.Now().Sub(start).Milliseconds()
 	if err != nil {
 		return nil, err
 	}

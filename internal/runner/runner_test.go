@@ -111,6 +111,9 @@ type fakeProvider struct {
 	// unconfirmed makes Resolve answer as a fast path does (a lease
 	// resolved from a live connection alone) unless req.Confirm.
 	unconfirmed bool
+	// confirmDelay is how long a Resolve with req.Confirm takes (a
+	// workspace started again, its wait).
+	confirmDelay time.Duration
 }
 
 func (p *fakeProvider) record(s string) {
@@ -136,6 +139,7 @@ func (p *fakeProvider) Resolve(ctx context.Context, req provider.ResolveRequest)
 	l := p.lease()
 	if req.Confirm {
 		p.record("resolve " + req.Ident + " confirm")
+		time.Sleep(p.confirmDelay)
 	} else {
 		p.record("resolve " + req.Ident)
 		l.Unconfirmed = p.unconfirmed
@@ -403,6 +407,7 @@ func TestRunFastPathTransportFallsBack(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.prov.unconfirmed = tc.unconfirmed
+			h.prov.confirmDelay = 150 * time.Millisecond
 			h.lb.transport, h.lb.transportOnce, h.lb.transportBefore = tc.fail, true, true
 			s := h.spec("sh", "-c", "echo ran")
 			s.Ident = "blue"
@@ -423,6 +428,10 @@ func TestRunFastPathTransportFallsBack(t *testing.T) {
 			}
 			if tc.wantExit == 0 && (strings.TrimSpace(h.out.String()) != "ran" || out.State != "succeeded") {
 				t.Errorf("stdout %q state %s", h.out, out.State)
+			}
+			// The second resolve is the lease's time in the summary.
+			if ms, _ := out.Timing["leaseMs"].(int64); tc.unconfirmed && ms < h.prov.confirmDelay.Milliseconds() {
+				t.Errorf("leaseMs = %v, want at least the %v the confirming resolve took", out.Timing["leaseMs"], h.prov.confirmDelay)
 			}
 		})
 	}
