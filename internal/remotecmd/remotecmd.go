@@ -269,7 +269,7 @@ const ReapLeftovers = `for f in "$wd"/.crabbox/runs/run_*.pid; do
   case $p in ''|*[!0-9]*) rm -f "$f"; continue ;; esac
   if [ -r /proc/$p/environ ] && tr '\0' '\n' < /proc/$p/environ | grep -qx "CRABBOX_RUN_ID=$id"; then
     kill -TERM -- -"$p" 2>/dev/null; sleep 0.5; kill -KILL -- -"$p" 2>/dev/null
-    echo "crabbox: stopped the command left running by run $id" >&2
+    echo "` + HookNotePrefix + `stopped the command left running by run $id" >&2
   fi
   rm -f "$f"
 done
@@ -277,6 +277,22 @@ for f in "$wd"/.crabbox/runs/run_*.exit "$wd"/.crabbox/runs/run_*.sh "$wd"/.crab
   if [ -e "$f" ] || [ -L "$f" ]; then rm -f "$f"; fi
 done
 true`
+
+// HookNotePrefix starts a line of a sync prepare hook's stderr (such as
+// ReapLeftovers') that is for the user.
+const HookNotePrefix = "crabbox: "
+
+// HookNotes are the messages (prefix removed) of the HookNotePrefix lines
+// in a hook's stderr.
+func HookNotes(stderr string) []string {
+	var out []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(l), HookNotePrefix); ok && n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
 
 // MaxReportBytes caps one collected JUnit file.
 const MaxReportBytes = 16 << 20

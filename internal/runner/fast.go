@@ -235,9 +235,7 @@ func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, p r
 	})
 	var sent atomic.Pointer[time.Time] // when the fingerprint went
 	g := newFastGate(remotecmd.FastMarker(r.runID), remotecmd.FastShellMarker(r.runID), nil, nil, func(pre string) {
-		r.ownerPassed(a, pre)
-		a.announce()
-		r.hookNotes(pre)
+		r.linePassed(a, pre)
 		if a.scan != nil {
 			check := time.Duration(0)
 			if t := sent.Load(); t != nil {
@@ -304,9 +302,7 @@ func (r *run) fast(ctx context.Context, sess **sshx.Session, workdir string, p r
 	hasOwner := strings.Contains(pre, "crabbox-owner owner ")
 	switch {
 	case code == remotecmd.FastSyncNeeded && strings.Contains(pre, remotecmd.FastSyncLine(r.runID)):
-		r.ownerPassed(a, pre)
-		a.announce()
-		r.hookNotes(pre)
+		r.linePassed(a, pre)
 		return fastSyncNeeded, 0, nil
 	case a.ownerScript != "" && hasOwner && code != 0:
 		res, perr := owner.ParseResult(l, code, pre, lastProtocolLine(pre))
@@ -336,10 +332,13 @@ func (r *run) ownerPassed(a fastAttempt, pre string) {
 	}
 }
 
-// hookNotes shows what the sync's hook said for the user inside a fast
-// attempt (pre holds its lines), as the sync's prepare step shows it.
-func (r *run) hookNotes(pre string) {
-	for _, n := range syncer.HookNotes(pre) {
+// linePassed reports a fast line that got past its owner check and the
+// sync's hook (pre holds its lines): the owner verdict, the run line, and
+// what the hook said for the user, as the sync's prepare step shows it.
+func (r *run) linePassed(a fastAttempt, pre string) {
+	r.ownerPassed(a, pre)
+	a.announce()
+	for _, n := range remotecmd.HookNotes(pre) {
 		r.syncReport(syncer.Event{Kind: "warning", Message: "sync warning: " + n})
 	}
 }

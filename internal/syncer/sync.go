@@ -21,6 +21,7 @@ import (
 	"github.com/crabbox-dev/crabbox/internal/exitcode"
 	"github.com/crabbox-dev/crabbox/internal/iostreams"
 	"github.com/crabbox-dev/crabbox/internal/lease"
+	"github.com/crabbox-dev/crabbox/internal/remotecmd"
 	"github.com/crabbox-dev/crabbox/internal/sshx"
 )
 
@@ -339,7 +340,7 @@ func Send(ctx context.Context, r execx.Runner, remote Remote, o Options, p *Plan
 			report(Event{Kind: "warning", Message: "sync warning: " + stoppedReceiverNote + n})
 		}
 	}
-	for _, n := range HookNotes(notes.String()) {
+	for _, n := range remotecmd.HookNotes(notes.String()) {
 		report(Event{Kind: "warning", Message: "sync warning: " + n})
 	}
 	note := ""
@@ -518,22 +519,6 @@ func topDirs(m *Manifest, n int) string {
 // stdout. A transport error comes back as is; a non-zero exit is exit 6.
 func runScript(ctx context.Context, remote Remote, step, script string, stdin io.Reader, args ...string) (string, error) {
 	return runScriptNotes(ctx, remote, step, script, stdin, nil, args...)
-}
-
-// HookNotePrefix starts a line of the prepare hook's stderr that is for
-// the user (e.g. that it stopped a command a killed run left running).
-const HookNotePrefix = "crabbox: "
-
-// HookNotes are the messages (prefix removed) of the HookNotePrefix lines
-// in a hook's stderr.
-func HookNotes(stderr string) []string {
-	var out []string
-	for _, l := range strings.Split(stderr, "\n") {
-		if n, ok := strings.CutPrefix(strings.TrimSpace(l), HookNotePrefix); ok && n != "" {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // stoppedReceiverNote starts the line prepare prints on stderr when it
